@@ -1,0 +1,15 @@
+//! event-broker: named queues of events in a segmented write-ahead log on
+//! local disk, served over HTTP.
+//!
+//! Layers, each a module; calls only go down:
+//!
+//! ```text
+//! main / cli      commands: serve (default) ...
+//! wal             segmented log: framing, group commit, recovery, reads,
+//!                 deletion of old segments, checkpoints. Knows bytes, not queues.
+//! config, clock   shared by the layers above
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod wal;

@@ -1,0 +1,254 @@
+//! The on-disk format of the log, as pure functions over byte slices.
+//!
+//! FORMAT: this file owns every byte layout of the log. Changing a layout
+//! means a new `VERSION` and a reader for the old one.
+
+/// First bytes of every segment file.
+pub const MAGIC: [u8; 8] = *b"EVBRKWAL";
+/// Segment format version written by this build.
+pub const VERSION: u32 = 1;
+/// Segment header: `magic[8] | version u32 LE | first_seq u64 LE | crc32 u32 LE`.
+pub const HEADER_LEN: usize = 24;
+/// Frame header: `len u32 LE | crc32 u32 LE`.
+pub const FRAME_HEADER_LEN: usize = 8;
+/// Largest body a frame may carry. A length field above it is corruption,
+/// which keeps a damaged length from sending a reader far past the data.
+pub const MAX_BODY_LEN: usize = 64 << 20;
+
+/// The decoded header of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Sequence number of the segment's first record; also its file name.
+    pub first_seq: u64,
+}
+
+/// Why a segment header could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The file is shorter than a header.
+    #[error("shorter than the {HEADER_LEN}-byte header")]
+    Short,
+    /// The header bytes are all zero: the file was created but its header never reached the disk.
+    #[error("header is all zero bytes")]
+    Zeroed,
+    /// The file does not start with the segment magic.
+    #[error("not a segment file (bad magic)")]
+    BadMagic,
+    /// Written by a format version this build cannot read.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u32),
+    /// The header checksum does not match.
+    #[error("header checksum mismatch")]
+    BadChecksum,
+}
+
+/// Encodes a segment header.
+pub fn encode_header(first_seq: u64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..20].copy_from_slice(&first_seq.to_le_bytes());
+    let crc = crc32fast::hash(&out[..20]);
+    out[20..24].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes the header at the start of `buf`.
+pub fn decode_header(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
+    let Some(head) = buf.get(..HEADER_LEN) else {
+        return Err(HeaderError::Short);
+    };
+    if head.iter().all(|&b| b == 0) {
+        return Err(HeaderError::Zeroed);
+    }
+    if head[..8] != MAGIC {
+        return Err(HeaderError::BadMagic);
+    }
+    let version = u32_at(head, 8);
+    if version != VERSION {
+        return Err(HeaderError::UnsupportedVersion(version));
+    }
+    if crc32fast::hash(&head[..20]) != u32_at(head, 20) {
+        return Err(HeaderError::BadChecksum);
+    }
+    Ok(SegmentHeader {
+        first_seq: u64::from_le_bytes(head[12..20].try_into().expect("8 bytes")),
+    })
+}
+
+/// Appends one frame holding `body` to `out`.
+///
+/// Panics if `body` is longer than [`MAX_BODY_LEN`]; callers check first.
+pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) {
+    assert!(body.len() <= MAX_BODY_LEN, "frame body over MAX_BODY_LEN");
+    let len = (body.len() as u32).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&frame_crc(&len, body).to_le_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Bytes a frame with a body of `body_len` bytes takes on disk.
+pub fn frame_len(body_len: usize) -> usize {
+    FRAME_HEADER_LEN + body_len
+}
+
+/// What lies at the start of a byte slice.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole, valid frame; `len` is its size on disk, header included.
+    Valid { body: &'a [u8], len: usize },
+    /// The slice ends before the frame does.
+    Truncated,
+    /// The length is impossible or the checksum does not match.
+    Invalid(FrameDefect),
+}
+
+/// How a frame is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameDefect {
+    /// The length field exceeds [`MAX_BODY_LEN`].
+    #[error("frame length over the maximum")]
+    LengthTooLarge,
+    /// The checksum does not cover the bytes read.
+    #[error("frame checksum mismatch")]
+    BadChecksum,
+    /// The data ends inside the frame.
+    #[error("frame cut short")]
+    Truncated,
+}
+
+/// Decodes the frame at the start of `buf`.
+pub fn decode_frame(buf: &[u8]) -> Frame<'_> {
+    let Some(head) = buf.get(..FRAME_HEADER_LEN) else {
+        return Frame::Truncated;
+    };
+    let body_len = u32_at(head, 0) as usize;
+    if body_len > MAX_BODY_LEN {
+        return Frame::Invalid(FrameDefect::LengthTooLarge);
+    }
+    let Some(body) = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + body_len) else {
+        return Frame::Truncated;
+    };
+    if frame_crc(&head[..4], body) != u32_at(head, 4) {
+        return Frame::Invalid(FrameDefect::BadChecksum);
+    }
+    Frame::Valid {
+        body,
+        len: FRAME_HEADER_LEN + body_len,
+    }
+}
+
+/// Offset of the first valid frame in `buf` at or after `from`, if any.
+///
+/// Used to tell a torn tail (nothing valid follows) from corruption in the
+/// middle, and by skip-corrupt recovery to resume after damage.
+pub fn find_next_frame(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len().saturating_sub(FRAME_HEADER_LEN - 1))
+        .find(|&at| matches!(decode_frame(&buf[at..]), Frame::Valid { .. }))
+}
+
+fn frame_crc(len: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(body, &mut out);
+        out
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = encode_header(42);
+        assert_eq!(decode_header(&h), Ok(SegmentHeader { first_seq: 42 }));
+    }
+
+    #[test]
+    fn header_defects_are_named() {
+        assert_eq!(decode_header(&[0u8; 10]), Err(HeaderError::Short));
+        assert_eq!(decode_header(&[0u8; HEADER_LEN]), Err(HeaderError::Zeroed));
+        let mut h = encode_header(7);
+        h[0] ^= 1;
+        assert_eq!(decode_header(&h), Err(HeaderError::BadMagic));
+        let mut h = encode_header(7);
+        h[8] = 9;
+        assert_eq!(decode_header(&h), Err(HeaderError::UnsupportedVersion(9)));
+        let mut h = encode_header(7);
+        h[13] ^= 0x10;
+        assert_eq!(decode_header(&h), Err(HeaderError::BadChecksum));
+    }
+
+    #[test]
+    fn frame_round_trips_including_empty_body() {
+        for body in [&b""[..], b"x", &[7u8; 1000]] {
+            let buf = framed(body);
+            assert_eq!(
+                decode_frame(&buf),
+                Frame::Valid {
+                    body,
+                    len: buf.len()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn flipped_byte_anywhere_in_a_frame_is_invalid() {
+        let buf = framed(b"hello world");
+        for at in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[at] ^= 0x40;
+            assert!(
+                !matches!(decode_frame(&bad), Frame::Valid { .. }),
+                "flip at {at} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn cut_frame_is_truncated_at_every_length() {
+        let buf = framed(b"hello world");
+        for cut in 0..buf.len() {
+            assert_eq!(decode_frame(&buf[..cut]), Frame::Truncated, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn zeroed_tail_is_not_a_frame() {
+        assert_eq!(
+            decode_frame(&[0u8; 64]),
+            Frame::Invalid(FrameDefect::BadChecksum)
+        );
+        assert_eq!(find_next_frame(&[0u8; 64], 0), None);
+    }
+
+    #[test]
+    fn oversized_length_is_invalid_not_truncated() {
+        let mut buf = framed(b"abc");
+        buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            decode_frame(&buf),
+            Frame::Invalid(FrameDefect::LengthTooLarge)
+        );
+    }
+
+    #[test]
+    fn next_frame_is_found_after_garbage() {
+        let mut buf = vec![0xAB; 13];
+        let start = buf.len();
+        buf.extend(framed(b"after"));
+        assert_eq!(find_next_frame(&buf, 0), Some(start));
+        assert_eq!(find_next_frame(&buf, start + 1), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The filesystem seam of the log: every write, sync, truncation and
+//! deletion goes through [`FileSystem`], so tests can make the disk fill up or
+//! an fsync fail at a chosen moment. Reads go to the real files directly.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// A file the log writes to.
+pub trait WritableFile: Send {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the written data durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// The operations of the log that change what is on disk.
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Creates a new file; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens an existing file for writing.
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Makes creations, renames and deletions in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Deletes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The operating system's filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealFile(File);
+
+impl WritableFile for RealFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl FileSystem for RealFs {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+/// Faults a [`FaultyFs`] injects; change them at any time through its handle.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// Bytes that may still be written before writes fail with ENOSPC, the
+    /// way a disk fills up: the write that crosses the limit is cut short.
+    pub space_left: Option<u64>,
+    /// The next `sync_data` fails with EIO.
+    pub fail_next_sync: bool,
+    /// Every write fails with EIO.
+    pub fail_writes: bool,
+}
+
+/// The real filesystem with injected faults, for tests.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyFs {
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl FaultyFs {
+    /// A filesystem that behaves like [`RealFs`] until faults are set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Changes the injected faults.
+    pub fn set(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.faults.lock().expect("faults lock"));
+    }
+
+    fn wrap(&self, inner: io::Result<Box<dyn WritableFile>>) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: inner?,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+struct FaultyFile {
+    inner: Box<dyn WritableFile>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(5)
+}
+
+impl WritableFile for FaultyFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut faults = self.faults.lock().expect("faults lock");
+        if faults.fail_writes {
+            return Err(eio());
+        }
+        match faults.space_left {
+            Some(left) if (buf.len() as u64) > left => {
+                let fits = left as usize;
+                faults.space_left = Some(0);
+                self.inner.write_all_at(&buf[..fits], offset)?;
+                Err(enospc())
+            }
+            Some(left) => {
+                faults.space_left = Some(left - buf.len() as u64);
+                self.inner.write_all_at(buf, offset)
+            }
+            None => self.inner.write_all_at(buf, offset),
+        }
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        let mut faults = self.faults.lock().expect("faults lock");
+        if std::mem::take(&mut faults.fail_next_sync) {
+            return Err(eio());
+        }
+        self.inner.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl FileSystem for FaultyFs {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        self.wrap(RealFs.create_new(path))
+    }
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        self.wrap(RealFs.open_write(path))
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+}

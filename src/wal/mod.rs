@@ -1,0 +1,593 @@
+//! The write-ahead log: an append-only sequence of opaque records in segment
+//! files. It knows bytes, not queues.
+//!
+//! # On disk
+//!
+//! ```text
+//! DATA_DIR/LOCK                       flock'd by the one process that owns DATA_DIR
+//! DATA_DIR/wal/<first seq:020>.seg    segments, oldest first
+//! DATA_DIR/checkpoints/<name>/        hard links + copied active prefix + manifest.json
+//!
+//! segment = header | frame*
+//! header  = magic "EVBRKWAL" | version u32 LE | first_seq u64 LE | crc32 u32 LE   (24 bytes)
+//! frame   = len u32 LE | crc32 u32 LE | body[len]     crc32 (crc32fast) over len and body
+//! ```
+//!
+//! Every record has a sequence number: the segment's `first_seq` plus its
+//! index in the segment. A [`Position`] names a record by segment and offset.
+//!
+//! # Invariants
+//!
+//! - Only the writer thread writes, and only to the active (newest) segment,
+//!   only past its end. Sealed segments never change until deleted.
+//! - An append is completed only after its bytes are written and, under
+//!   [`FsyncPolicy::Always`], synced with `fdatasync`; one sync serves every
+//!   append of a round (group commit).
+//! - The frames of one [`Batch`] are in one segment, written by one call.
+//! - A failed fsync or write stops the log ([`WalError::Failed`]); it is never
+//!   retried, because after a failed fsync the kernel may have dropped the data.
+//!   The one exception is a full disk during a write: the partial write is cut
+//!   off, the append fails with [`WalError::DiskFull`] and the log goes on.
+//! - A segment is created with its header synced and the directory synced
+//!   before any record goes into it; deletions sync the directory too.
+//!
+//! # Recovery
+//!
+//! Opening scans every segment. A damaged frame in the newest segment with no
+//! valid frame after it is a torn write: it is cut off and logged (under
+//! `always` it was never acknowledged). Any other damage refuses to open with
+//! the file and byte offset, unless [`RecoveryMode::SkipCorrupt`] was chosen,
+//! which skips to the next valid frame and reports the bytes lost.
+//!
+//! # Deletion
+//!
+//! Only whole sealed segments from the old end are deleted
+//! ([`Wal::delete_before`]): prefix truncation. A record is therefore never
+//! deleted while an older record survives, so a record that cancels an
+//! earlier one outlives it.
+
+mod checkpoint;
+mod error;
+pub mod format;
+pub mod fs;
+mod reader;
+mod recovery;
+mod segment;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use memmap2::Mmap;
+
+pub use checkpoint::{verify_checkpoint, CheckpointInfo, CheckpointVerified};
+pub use error::WalError;
+pub use reader::{ReadBuf, Replay, ReplaySegment};
+pub use recovery::{LostRange, RecoveryMode, RecoveryReport};
+pub use writer::AppendDone;
+
+use format::{encode_frame, frame_len, MAX_BODY_LEN};
+use fs::{FileSystem, RealFs};
+use writer::{Command, Writer};
+
+/// When appends are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// `fdatasync` before an append completes (the default).
+    #[default]
+    Always,
+    /// Appends complete once written; a sync follows within the interval.
+    Interval(Duration),
+    /// The operating system writes back when it likes.
+    Never,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected =
+            || "expected always, never or interval:<ms> with 1 <= ms <= 60000".to_string();
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => {
+                let ms: u64 = s
+                    .strip_prefix("interval:")
+                    .and_then(|ms| ms.parse().ok())
+                    .ok_or_else(expected)?;
+                if !(1..=60_000).contains(&ms) {
+                    return Err(expected());
+                }
+                Ok(FsyncPolicy::Interval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Never => f.write_str("never"),
+            FsyncPolicy::Interval(d) => write!(f, "interval:{}", d.as_millis()),
+        }
+    }
+}
+
+/// Told about each group commit and fsync, for metrics.
+pub trait WalObserver: Send + Sync {
+    /// A round wrote `records` records in `bytes` bytes.
+    fn committed(&self, records: usize, bytes: usize);
+    /// One `fdatasync` took `took`.
+    fn synced(&self, took: Duration);
+}
+
+/// How to open the log.
+#[derive(Clone)]
+pub struct WalOptions {
+    /// The data directory; the log lives in its `wal/` folder.
+    pub data_dir: PathBuf,
+    /// A new segment is started when a batch would take the active one past this size.
+    pub segment_bytes: u64,
+    /// When appends are made durable.
+    pub fsync: FsyncPolicy,
+    /// What to do with damage that is not a torn tail.
+    pub recovery: RecoveryMode,
+    /// The filesystem seam; [`RealFs`] outside tests.
+    pub fs: Arc<dyn FileSystem>,
+    /// Told about commits and syncs.
+    pub observer: Option<Arc<dyn WalObserver>>,
+}
+
+impl WalOptions {
+    /// Defaults: 64 MiB segments, `always`, strict recovery, the real filesystem.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        WalOptions {
+            data_dir: data_dir.into(),
+            segment_bytes: 64 << 20,
+            fsync: FsyncPolicy::Always,
+            recovery: RecoveryMode::Strict,
+            fs: Arc::new(RealFs),
+            observer: None,
+        }
+    }
+}
+
+/// Where a record is: its body is `len` bytes at `offset + 8` of segment `segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// First sequence number of the segment holding it.
+    pub segment: u64,
+    /// Offset of its frame in the segment file.
+    pub offset: u64,
+    /// Length of its body.
+    pub len: u32,
+}
+
+/// Records to append together: framed (and checksummed) on the caller's
+/// thread, written by one call, never split across segments.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    buf: Vec<u8>,
+    count: usize,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A batch of one record.
+    pub fn of(body: &[u8]) -> Result<Self, WalError> {
+        let mut batch = Batch::new();
+        batch.push(body)?;
+        Ok(batch)
+    }
+
+    /// Adds a record.
+    pub fn push(&mut self, body: &[u8]) -> Result<(), WalError> {
+        if body.len() > MAX_BODY_LEN {
+            return Err(WalError::RecordTooLarge {
+                len: body.len(),
+                max: MAX_BODY_LEN,
+            });
+        }
+        self.buf.reserve(frame_len(body.len()));
+        encode_frame(body, &mut self.buf);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the batch takes on disk.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Size and shape of the log, for status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalStatus {
+    /// Segment files, the active one included.
+    pub segments: usize,
+    /// Bytes in all segments.
+    pub bytes: u64,
+    /// First sequence number of the oldest segment.
+    pub oldest_segment: u64,
+    /// First sequence number of the active segment.
+    pub active_segment: u64,
+    /// The fsync policy in force.
+    pub fsync: FsyncPolicy,
+    /// Whether the log refuses writes, and why.
+    pub failure: Option<String>,
+}
+
+/// One segment in [`Wal::segments`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Its first sequence number, which names it.
+    pub first_seq: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// False for the active segment.
+    pub sealed: bool,
+}
+
+pub(crate) struct SealedSegment {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub len: u64,
+    map: OnceLock<Option<Arc<Mmap>>>,
+}
+
+impl SealedSegment {
+    pub fn new(first_seq: u64, path: PathBuf, len: u64) -> Self {
+        SealedSegment {
+            first_seq,
+            path,
+            len,
+            map: OnceLock::new(),
+        }
+    }
+
+    /// The segment mapped into memory, on first use.
+    pub fn mapped(&self) -> Result<Option<Arc<Mmap>>, WalError> {
+        if let Some(map) = self.map.get() {
+            return Ok(map.clone());
+        }
+        let map = segment::map(&self.path, self.len)?.map(Arc::new);
+        Ok(self.map.get_or_init(|| map).clone())
+    }
+}
+
+pub(crate) struct ActiveSegment {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    /// Read handle: the active segment is read with `pread`, never mapped,
+    /// because a disk-full rollback may shorten it.
+    pub file: File,
+    /// Bytes written and completed; reads stay below it.
+    pub written: AtomicU64,
+    /// Bytes known durable.
+    pub durable: AtomicU64,
+}
+
+impl ActiveSegment {
+    pub fn open(first_seq: u64, path: PathBuf, len: u64) -> Result<Self, WalError> {
+        let file = File::open(&path).map_err(|e| WalError::io("open", &path, e))?;
+        Ok(ActiveSegment {
+            first_seq,
+            path,
+            file,
+            written: AtomicU64::new(len),
+            durable: AtomicU64::new(len),
+        })
+    }
+}
+
+pub(crate) struct SegmentTable {
+    pub sealed: BTreeMap<u64, Arc<SealedSegment>>,
+    pub active: Arc<ActiveSegment>,
+}
+
+pub(crate) struct Shared {
+    pub wal_dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub table: RwLock<SegmentTable>,
+    /// Set once, by the first write or fsync failure.
+    pub failure: OnceLock<Arc<WalError>>,
+    /// Held while segments are deleted or linked into a checkpoint.
+    pub maintenance: Mutex<()>,
+    pub observer: Option<Arc<dyn WalObserver>>,
+}
+
+/// The write-ahead log. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    tx: Sender<Command>,
+    writer: Mutex<Option<JoinHandle<Result<(), WalError>>>>,
+    data_dir: PathBuf,
+    recovery: RecoveryMode,
+    fsync: FsyncPolicy,
+    _lock: File,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wal {
+    /// Locks the data directory, recovers the log and starts the writer thread.
+    pub fn open(options: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
+        let data_dir = options.data_dir.clone();
+        let wal_dir = data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)
+            .map_err(|e| WalError::io("create directory", &wal_dir, e))?;
+        let lock = lock_data_dir(&data_dir)?;
+        let (mut segments, mut report) =
+            recovery::recover(&wal_dir, options.fs.as_ref(), options.recovery)?;
+        if segments.is_empty() {
+            segments.push(create_first_segment(&wal_dir, options.fs.as_ref())?);
+            report.segments = 1;
+        }
+        let newest = segments.pop().expect("at least one segment");
+        let active = Arc::new(ActiveSegment::open(
+            newest.first_seq,
+            newest.path.clone(),
+            newest.len,
+        )?);
+        let sealed = segments
+            .into_iter()
+            .map(|s| {
+                (
+                    s.first_seq,
+                    Arc::new(SealedSegment::new(s.first_seq, s.path, s.len)),
+                )
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            wal_dir,
+            fs: options.fs.clone(),
+            table: RwLock::new(SegmentTable {
+                sealed,
+                active: active.clone(),
+            }),
+            failure: OnceLock::new(),
+            maintenance: Mutex::new(()),
+            observer: options.observer.clone(),
+        });
+        let file = options
+            .fs
+            .open_write(&newest.path)
+            .map_err(|e| WalError::io("open", &newest.path, e))?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            shared: shared.clone(),
+            rx,
+            file,
+            active,
+            len: newest.len,
+            durable: newest.len,
+            next_seq: newest.first_seq + newest.records,
+            policy: options.fsync,
+            segment_bytes: options.segment_bytes,
+            last_sync: crate::clock::monotonic_now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| WalError::io("start writer thread for", &data_dir, e))?;
+        let wal = Wal {
+            shared,
+            tx,
+            writer: Mutex::new(Some(handle)),
+            data_dir: options.data_dir,
+            recovery: options.recovery,
+            fsync: options.fsync,
+            _lock: lock,
+        };
+        Ok((wal, report))
+    }
+
+    /// Appends a batch and waits until it is complete under the fsync policy.
+    pub fn append(&self, batch: Batch) -> Result<Vec<Position>, WalError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.append_with(
+            batch,
+            Box::new(move |result| {
+                let _receiver_gone = tx.send(result);
+            }),
+        );
+        rx.recv().unwrap_or(Err(WalError::Closed))
+    }
+
+    /// Hands a batch to the writer; `done` is called on the writer thread
+    /// when it is complete under the fsync policy, or failed.
+    pub fn append_with(&self, batch: Batch, done: AppendDone) {
+        if let Some(cause) = self.shared.failure.get() {
+            return done(Err(WalError::Failed {
+                cause: cause.clone(),
+            }));
+        }
+        if batch.is_empty() {
+            return done(Ok(Vec::new()));
+        }
+        if let Err(mpsc::SendError(Command::Append(_, done))) =
+            self.tx.send(Command::Append(batch, done))
+        {
+            done(Err(WalError::Closed));
+        }
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    pub fn sync(&self) -> Result<(), WalError> {
+        self.durable_snapshot().map(|_| ())
+    }
+
+    pub(crate) fn durable_snapshot(&self) -> Result<writer::DurableSnapshot, WalError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Sync(Box::new(move |result| {
+            let _receiver_gone = tx.send(result);
+        }));
+        self.tx.send(cmd).map_err(|_| WalError::Closed)?;
+        rx.recv().unwrap_or(Err(WalError::Closed))
+    }
+
+    /// The error that stopped the log, if one did.
+    pub fn failure(&self) -> Option<Arc<WalError>> {
+        self.shared.failure.get().cloned()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let table = self.shared.table.read().expect("segment table lock");
+        let mut out: Vec<SegmentInfo> = table
+            .sealed
+            .values()
+            .map(|s| SegmentInfo {
+                first_seq: s.first_seq,
+                bytes: s.len,
+                sealed: true,
+            })
+            .collect();
+        out.push(SegmentInfo {
+            first_seq: table.active.first_seq,
+            bytes: table.active.written.load(Ordering::Acquire),
+            sealed: false,
+        });
+        out
+    }
+
+    /// Size and health of the log.
+    pub fn status(&self) -> WalStatus {
+        let segments = self.segments();
+        WalStatus {
+            segments: segments.len(),
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            oldest_segment: segments[0].first_seq,
+            active_segment: segments[segments.len() - 1].first_seq,
+            fsync: self.fsync,
+            failure: self.failure().map(|e| e.to_string()),
+        }
+    }
+
+    /// Deletes the sealed segments whose first sequence number is below
+    /// `first_seq`, oldest first; never the active one. Returns how many went.
+    pub fn delete_before(&self, first_seq: u64) -> Result<usize, WalError> {
+        let _maintenance = self.shared.maintenance.lock().expect("maintenance lock");
+        let doomed: Vec<Arc<SealedSegment>> = {
+            let table = self.shared.table.read().expect("segment table lock");
+            table
+                .sealed
+                .range(..first_seq)
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        for seg in &doomed {
+            // Oldest first: a failure leaves a log that still starts at a whole segment.
+            self.shared
+                .fs
+                .remove_file(&seg.path)
+                .map_err(|e| WalError::io("delete segment", &seg.path, e))?;
+            self.shared
+                .table
+                .write()
+                .expect("segment table lock")
+                .sealed
+                .remove(&seg.first_seq);
+        }
+        if !doomed.is_empty() {
+            self.shared
+                .fs
+                .sync_dir(&self.shared.wal_dir)
+                .map_err(|e| WalError::io("fsync directory", &self.shared.wal_dir, e))?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Flushes, syncs and stops the writer. Appends after this fail with [`WalError::Closed`].
+    pub fn close(&self) -> Result<(), WalError> {
+        let Some(handle) = self.writer.lock().expect("writer handle lock").take() else {
+            return Ok(());
+        };
+        let _already_stopped = self.tx.send(Command::Shutdown);
+        handle.join().unwrap_or(Err(WalError::Closed))
+    }
+
+    /// The data directory this log lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the log failed");
+        }
+    }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<File, WalError> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WalError::io("open lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked {
+            dir: data_dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io("lock", &path, e)),
+    }
+}
+
+fn create_first_segment(
+    wal_dir: &Path,
+    fs: &dyn FileSystem,
+) -> Result<recovery::RecoveredSegment, WalError> {
+    let path = wal_dir.join(segment::file_name(0));
+    let mut file = fs
+        .create_new(&path)
+        .map_err(|e| WalError::io("create", &path, e))?;
+    file.write_all_at(&format::encode_header(0), 0)
+        .map_err(|e| WalError::io("write header of", &path, e))?;
+    file.sync_data()
+        .map_err(|e| WalError::io("fsync", &path, e))?;
+    fs.sync_dir(wal_dir)
+        .map_err(|e| WalError::io("fsync directory", wal_dir, e))?;
+    Ok(recovery::RecoveredSegment {
+        first_seq: 0,
+        path,
+        len: format::HEADER_LEN as u64,
+        records: 0,
+    })
+}

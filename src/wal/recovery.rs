@@ -1,0 +1,223 @@
+//! Opening the log: every segment is checked frame by frame; a torn tail of
+//! the newest segment is cut off, anything else damaged stops the open unless
+//! the operator chose [`RecoveryMode::SkipCorrupt`].
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::error::WalError;
+use super::format::{
+    decode_header, encode_header, find_next_frame, FrameDefect, HeaderError, HEADER_LEN,
+};
+use super::fs::FileSystem;
+use super::segment::{self, Frames};
+
+/// How recovery treats a damaged frame that is not a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open, naming the file and offset (the default).
+    #[default]
+    Strict,
+    /// Skip to the next valid frame and report how many bytes were lost.
+    SkipCorrupt,
+}
+
+impl FromStr for RecoveryMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(RecoveryMode::Strict),
+            "skip-corrupt" => Ok(RecoveryMode::SkipCorrupt),
+            _ => Err("expected strict or skip-corrupt".into()),
+        }
+    }
+}
+
+/// A run of bytes recovery could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostRange {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// How many bytes were passed over.
+    pub bytes: u64,
+    /// What was wrong at `offset`.
+    pub defect: String,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found (after recovery, including a freshly created one).
+    pub segments: usize,
+    /// Valid records found.
+    pub records: u64,
+    /// Bytes of valid records, frame headers included.
+    pub bytes: u64,
+    /// The torn tail cut off the newest segment: an interrupted write that was
+    /// never acknowledged under `WAL_FSYNC=always`.
+    pub torn_tail: Option<LostRange>,
+    /// Damage skipped under [`RecoveryMode::SkipCorrupt`]: records lost.
+    pub skipped: Vec<LostRange>,
+}
+
+/// A segment as recovery left it.
+#[derive(Debug, Clone)]
+pub(crate) struct RecoveredSegment {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub len: u64,
+    pub records: u64,
+}
+
+/// Checks every segment in `dir`, repairing the newest one's tail.
+pub(crate) fn recover(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    mode: RecoveryMode,
+) -> Result<(Vec<RecoveredSegment>, RecoveryReport), WalError> {
+    let listed = segment::list(dir)?;
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<RecoveredSegment> = Vec::with_capacity(listed.len());
+    let newest = listed.len().saturating_sub(1);
+    for (i, (first_seq, path)) in listed.into_iter().enumerate() {
+        let seg = recover_segment(first_seq, path, i == newest, fs, mode, &mut report)?;
+        if let Some(prev) = segments.last() {
+            if prev.first_seq + prev.records > seg.first_seq && mode == RecoveryMode::Strict {
+                return Err(WalError::SegmentOverlap {
+                    path: seg.path,
+                    previous_end: prev.first_seq + prev.records,
+                });
+            }
+        }
+        report.records += seg.records;
+        segments.push(seg);
+    }
+    report.segments = segments.len();
+    Ok((segments, report))
+}
+
+fn recover_segment(
+    first_seq: u64,
+    path: PathBuf,
+    newest: bool,
+    fs: &dyn FileSystem,
+    mode: RecoveryMode,
+    report: &mut RecoveryReport,
+) -> Result<RecoveredSegment, WalError> {
+    let file_len = std::fs::metadata(&path)
+        .map_err(|e| WalError::io("stat", &path, e))?
+        .len();
+    let map = segment::map(&path, file_len)?;
+    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    match decode_header(bytes) {
+        Ok(header) if header.first_seq == first_seq => {}
+        Ok(header) => {
+            return Err(WalError::SegmentNameMismatch {
+                path,
+                header_seq: header.first_seq,
+            })
+        }
+        Err(HeaderError::Short | HeaderError::Zeroed)
+            if newest && find_next_frame(bytes, HEADER_LEN.min(bytes.len())).is_none() =>
+        {
+            // The segment was being created when the process died: its header
+            // never reached the disk, so no record did either.
+            drop(map);
+            rewrite_header(fs, &path, first_seq)?;
+            if file_len > 0 {
+                report.torn_tail = Some(LostRange {
+                    path: path.clone(),
+                    offset: 0,
+                    bytes: file_len,
+                    defect: "incomplete segment header".into(),
+                });
+            }
+            return Ok(RecoveredSegment {
+                first_seq,
+                path,
+                len: HEADER_LEN as u64,
+                records: 0,
+            });
+        }
+        Err(defect) => return Err(WalError::BadHeader { path, defect }),
+    }
+
+    let mut records = 0u64;
+    let mut valid_end = HEADER_LEN;
+    let mut frames = Frames::new(bytes, HEADER_LEN, false);
+    while let Some(item) = frames.next() {
+        match item {
+            Ok((offset, body)) => {
+                records += 1;
+                valid_end = offset + super::format::frame_len(body.len());
+                report.bytes += super::format::frame_len(body.len()) as u64;
+            }
+            Err(bad) if bad.resume.is_none() && newest => {
+                report.torn_tail = Some(lost(&path, bad.offset, bytes.len(), bad.defect));
+                break;
+            }
+            Err(bad) if mode == RecoveryMode::Strict => {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: bad.offset as u64,
+                    defect: bad.defect,
+                })
+            }
+            Err(bad) => {
+                let until = bad.resume.unwrap_or(bytes.len());
+                tracing::error!(path = %path.display(), offset = bad.offset, bytes = until - bad.offset,
+                    defect = %bad.defect, "skipping corrupt log data: the records it held are lost");
+                report
+                    .skipped
+                    .push(lost(&path, bad.offset, until, bad.defect));
+                match bad.resume {
+                    Some(next) => frames.resume_at(next),
+                    None => valid_end = bytes.len(),
+                }
+            }
+        }
+    }
+    if newest && (valid_end as u64) < file_len {
+        drop(map);
+        truncate(fs, &path, valid_end as u64)?;
+        tracing::warn!(path = %path.display(), offset = valid_end, bytes = file_len - valid_end as u64,
+            "cut a torn write off the end of the log (never acknowledged under WAL_FSYNC=always)");
+    }
+    Ok(RecoveredSegment {
+        first_seq,
+        path,
+        len: if newest { valid_end as u64 } else { file_len },
+        records,
+    })
+}
+
+fn lost(path: &Path, from: usize, until: usize, defect: FrameDefect) -> LostRange {
+    LostRange {
+        path: path.to_path_buf(),
+        offset: from as u64,
+        bytes: (until - from) as u64,
+        defect: defect.to_string(),
+    }
+}
+
+fn truncate(fs: &dyn FileSystem, path: &Path, len: u64) -> Result<(), WalError> {
+    let mut file = fs
+        .open_write(path)
+        .map_err(|e| WalError::io("open", path, e))?;
+    file.set_len(len)
+        .map_err(|e| WalError::io("truncate", path, e))?;
+    file.sync_data().map_err(|e| WalError::io("fsync", path, e))
+}
+
+fn rewrite_header(fs: &dyn FileSystem, path: &Path, first_seq: u64) -> Result<(), WalError> {
+    let mut file = fs
+        .open_write(path)
+        .map_err(|e| WalError::io("open", path, e))?;
+    file.set_len(0)
+        .map_err(|e| WalError::io("truncate", path, e))?;
+    file.write_all_at(&encode_header(first_seq), 0)
+        .map_err(|e| WalError::io("write header", path, e))?;
+    file.sync_data().map_err(|e| WalError::io("fsync", path, e))
+}

@@ -1,0 +1,142 @@
+//! Segment files: names, listing, and the walk over the frames of one segment.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
+
+use super::error::WalError;
+use super::format::{decode_frame, find_next_frame, Frame, FrameDefect};
+
+/// File name of the segment whose first record has sequence number `first_seq`.
+pub fn file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.seg")
+}
+
+/// The first sequence number a segment file name stands for, if it is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segments in `dir`, oldest first, as (first sequence number, path).
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
+        if let Some(seq) = entry.file_name().to_str().and_then(parse_file_name) {
+            found.push((seq, entry.path()));
+        }
+    }
+    found.sort_unstable_by_key(|(seq, _)| *seq);
+    Ok(found)
+}
+
+/// Maps the first `len` bytes of a file read-only.
+///
+/// Only bytes that are never truncated may be mapped (touching a mapped page
+/// past the end of a file raises SIGBUS): sealed segments, and the prefix of
+/// the active one that the writer has already completed.
+pub fn map(path: &Path, len: u64) -> Result<Option<Mmap>, WalError> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let file = File::open(path).map_err(|e| WalError::io("open", path, e))?;
+    // SAFETY: the mapped range is never truncated or rewritten while mapped
+    // (see above); the log only appends past it.
+    let map = unsafe { MmapOptions::new().len(len as usize).map(&file) }
+        .map_err(|e| WalError::io("map", path, e))?;
+    Ok(Some(map))
+}
+
+/// A damaged frame met while walking a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadFrame {
+    /// Offset of the damaged frame.
+    pub offset: usize,
+    /// What is wrong with it.
+    pub defect: FrameDefect,
+    /// Offset of the next valid frame after it, if there is one.
+    pub resume: Option<usize>,
+}
+
+/// Walks the frames of a segment's bytes from a start offset.
+///
+/// Without `skip_damage` the walk ends with the first damaged frame, yielded
+/// as an error; the caller may [`Frames::resume_at`] past it. With it, damage
+/// is stepped over silently (recovery has reported it already).
+#[derive(Debug)]
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    at: usize,
+    skip_damage: bool,
+    done: bool,
+}
+
+impl<'a> Frames<'a> {
+    /// Walks `buf` from `start`.
+    pub fn new(buf: &'a [u8], start: usize, skip_damage: bool) -> Self {
+        Frames {
+            buf,
+            at: start,
+            skip_damage,
+            done: false,
+        }
+    }
+
+    /// Continues the walk at `offset` after a damaged frame.
+    pub fn resume_at(&mut self, offset: usize) {
+        self.at = offset;
+        self.done = false;
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<(usize, &'a [u8]), BadFrame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done && self.at < self.buf.len() {
+            let defect = match decode_frame(&self.buf[self.at..]) {
+                Frame::Valid { body, len } => {
+                    let at = self.at;
+                    self.at += len;
+                    return Some(Ok((at, body)));
+                }
+                Frame::Truncated => FrameDefect::Truncated,
+                Frame::Invalid(defect) => defect,
+            };
+            let resume = find_next_frame(self.buf, self.at + 1);
+            match resume {
+                Some(next) if self.skip_damage => self.at = next,
+                _ if self.skip_damage => self.done = true,
+                _ => {
+                    self.done = true;
+                    return Some(Err(BadFrame {
+                        offset: self.at,
+                        defect,
+                        resume,
+                    }));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_reject_others() {
+        assert_eq!(file_name(17), "00000000000000000017.seg");
+        assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_file_name("17.seg"), None);
+        assert_eq!(parse_file_name("0000000000000000001x.seg"), None);
+        assert_eq!(parse_file_name("00000000000000000017.seg.tmp"), None);
+    }
+}

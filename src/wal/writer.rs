@@ -1,0 +1,344 @@
+//! The writer thread: it owns the active segment, takes every append queued
+//! since its last round, writes them with one call, syncs once per the fsync
+//! policy, and only then completes them (group commit).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::{is_disk_full_io, WalError};
+use super::format::{encode_header, FRAME_HEADER_LEN, HEADER_LEN};
+use super::fs::WritableFile;
+use super::segment;
+use super::{ActiveSegment, Batch, FsyncPolicy, Position, SealedSegment, Shared};
+use crate::clock;
+
+/// Called with the outcome of an append, on the writer thread: keep it short.
+pub type AppendDone = Box<dyn FnOnce(Result<Vec<Position>, WalError>) + Send>;
+
+/// What the writer holds of the log at a moment when everything written is durable.
+#[derive(Debug, Clone)]
+pub(crate) struct DurableSnapshot {
+    /// Sealed segments, oldest first: (first sequence, path, length).
+    pub sealed: Vec<(u64, PathBuf, u64)>,
+    /// The active segment and its durable length.
+    pub active: (u64, PathBuf, u64),
+}
+
+pub(crate) enum Command {
+    Append(Batch, AppendDone),
+    /// Make everything written so far durable, whatever the policy.
+    Sync(Box<dyn FnOnce(Result<DurableSnapshot, WalError>) + Send>),
+    Shutdown,
+}
+
+/// Stop taking more commands into one round past this many bytes, so a
+/// round's buffer stays bounded however many appenders wait.
+const ROUND_BYTES: usize = 32 << 20;
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Command>,
+    pub file: Box<dyn WritableFile>,
+    pub active: Arc<ActiveSegment>,
+    /// Bytes in the active segment, all written.
+    pub len: u64,
+    /// Bytes of the active segment known durable.
+    pub durable: u64,
+    pub next_seq: u64,
+    pub policy: FsyncPolicy,
+    pub segment_bytes: u64,
+    pub last_sync: Instant,
+}
+
+/// Appends waiting in the current round for their write and sync.
+#[derive(Default)]
+struct Group {
+    buf: Vec<u8>,
+    waiting: Vec<(u64, u64, usize, usize, AppendDone)>,
+}
+
+impl Writer {
+    /// Runs until shut down or until every sender is gone; the result is that
+    /// of the final sync.
+    pub fn run(mut self) -> Result<(), WalError> {
+        let mut group = Group::default();
+        let mut shutting_down = false;
+        while !shutting_down {
+            let Some(first) = self.next_command() else {
+                break;
+            };
+            let mut taken = 0usize;
+            let mut command = Some(first);
+            while let Some(cmd) = command.take() {
+                match cmd {
+                    Command::Append(batch, done) => {
+                        taken += batch.buf.len();
+                        self.add(&mut group, batch, done);
+                    }
+                    Command::Sync(done) => {
+                        self.commit(&mut group);
+                        done(self.sync_now().map(|()| self.snapshot()));
+                    }
+                    Command::Shutdown => {
+                        shutting_down = true;
+                        break;
+                    }
+                }
+                if taken < ROUND_BYTES {
+                    command = self.rx.try_recv().ok();
+                }
+            }
+            self.commit(&mut group);
+        }
+        self.sync_now()
+    }
+
+    /// Waits for the next command; under an interval policy, wakes up to
+    /// sync written data when its interval is up.
+    fn next_command(&mut self) -> Option<Command> {
+        loop {
+            let FsyncPolicy::Interval(every) = self.policy else {
+                return self.rx.recv().ok();
+            };
+            if self.durable == self.len {
+                return self.rx.recv().ok();
+            }
+            let wait = every.saturating_sub(clock::monotonic_now() - self.last_sync);
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => return Some(cmd),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self
+                        .sync_now()
+                        .map_err(|e| tracing::error!(error = %e, "interval fsync failed"));
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn add(&mut self, group: &mut Group, batch: Batch, done: AppendDone) {
+        if let Some(cause) = self.shared.failure.get() {
+            done(Err(WalError::Failed {
+                cause: cause.clone(),
+            }));
+            return;
+        }
+        let pending = self.len + group.buf.len() as u64;
+        let fits = pending + batch.buf.len() as u64 <= self.segment_bytes;
+        // A batch never spans two segments, and an empty segment takes any batch.
+        if !fits && pending > HEADER_LEN as u64 {
+            self.commit(group);
+            if let Err(e) = self.rotate() {
+                done(Err(e));
+                return;
+            }
+        }
+        let offset = self.len + group.buf.len() as u64;
+        group
+            .waiting
+            .push((self.next_seq, offset, batch.count, batch.buf.len(), done));
+        self.next_seq += batch.count as u64;
+        group.buf.extend_from_slice(&batch.buf);
+    }
+
+    /// Writes the group, syncs per policy, completes its appends.
+    fn commit(&mut self, group: &mut Group) {
+        if group.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut group.waiting);
+        let result = self.write_and_sync(&group.buf);
+        let records: usize = waiting.iter().map(|w| w.2).sum();
+        if result.is_ok() {
+            if let Some(observer) = &self.shared.observer {
+                observer.committed(records, group.buf.len());
+            }
+        }
+        let mut cursor = 0usize;
+        for (seq, offset, count, bytes, done) in waiting {
+            match &result {
+                Ok(()) => done(Ok(positions(
+                    &group.buf[cursor..cursor + bytes],
+                    seq,
+                    self.active.first_seq,
+                    offset,
+                    count,
+                ))),
+                Err(e) => done(Err(e.for_another_waiter())),
+            }
+            cursor += bytes;
+        }
+        if result.is_err() {
+            // Sequence numbers handed to failed appends are reused; nothing of them is on disk.
+            self.next_seq -= records as u64;
+        }
+        group.buf.clear();
+    }
+
+    fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), WalError> {
+        if let Err(e) = self.file.write_all_at(buf, self.len) {
+            return Err(self.write_failed(e));
+        }
+        self.len += buf.len() as u64;
+        self.active
+            .written
+            .store(self.len, std::sync::atomic::Ordering::Release);
+        match self.policy {
+            FsyncPolicy::Always => self.sync_now(),
+            FsyncPolicy::Interval(every) if clock::monotonic_now() - self.last_sync >= every => {
+                self.sync_now()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A failed write leaves the log usable only if the disk was full and the
+    /// partial write could be cut off again; anything else stops the log.
+    fn write_failed(&mut self, err: std::io::Error) -> WalError {
+        if is_disk_full_io(&err) {
+            match self.file.set_len(self.len) {
+                Ok(()) => return WalError::DiskFull { source: err },
+                Err(cut) => {
+                    return self.poison(WalError::io(
+                        "cut back a partial write to",
+                        &self.active.path,
+                        cut,
+                    ))
+                }
+            }
+        }
+        self.poison(WalError::io("write", &self.active.path, err))
+    }
+
+    /// Makes the active segment durable. A failed fsync is never retried: the
+    /// kernel may have dropped the dirty pages, so the log stops.
+    fn sync_now(&mut self) -> Result<(), WalError> {
+        if let Some(cause) = self.shared.failure.get() {
+            return Err(WalError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        if self.durable == self.len {
+            return Ok(());
+        }
+        let started = clock::monotonic_now();
+        if let Err(e) = self.file.sync_data() {
+            return Err(self.poison(WalError::io("fsync", &self.active.path, e)));
+        }
+        self.last_sync = clock::monotonic_now();
+        if let Some(observer) = &self.shared.observer {
+            observer.synced(self.last_sync - started);
+        }
+        self.durable = self.len;
+        self.active
+            .durable
+            .store(self.len, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    fn poison(&self, err: WalError) -> WalError {
+        tracing::error!(error = %err, "the log stops taking writes until restarted");
+        let cause = self.shared.failure.get_or_init(|| Arc::new(err)).clone();
+        WalError::Failed { cause }
+    }
+
+    /// Seals the active segment and starts a new one at the next sequence number.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.policy != FsyncPolicy::Never {
+            self.sync_now()?;
+        }
+        let path = self.shared.wal_dir.join(segment::file_name(self.next_seq));
+        let file = self.create_segment(&path)?;
+        let active = Arc::new(ActiveSegment::open(self.next_seq, path, HEADER_LEN as u64)?);
+        let old = std::mem::replace(&mut self.active, active.clone());
+        {
+            let mut table = self.shared.table.write().expect("segment table lock");
+            table.sealed.insert(
+                old.first_seq,
+                Arc::new(SealedSegment::new(
+                    old.first_seq,
+                    old.path.clone(),
+                    self.len,
+                )),
+            );
+            table.active = active;
+        }
+        self.file = file;
+        self.len = HEADER_LEN as u64;
+        self.durable = self.len;
+        Ok(())
+    }
+
+    fn create_segment(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<Box<dyn WritableFile>, WalError> {
+        let fs = self.shared.fs.clone();
+        let mut file = fs
+            .create_new(path)
+            .map_err(|e| self.segment_failed("create", path, e))?;
+        if let Err(e) = file.write_all_at(&encode_header(self.next_seq), 0) {
+            let _removed = fs.remove_file(path);
+            return Err(self.segment_failed("write header of", path, e));
+        }
+        file.sync_data()
+            .map_err(|e| self.poison(WalError::io("fsync", path, e)))?;
+        fs.sync_dir(&self.shared.wal_dir)
+            .map_err(|e| self.poison(WalError::io("fsync directory", &self.shared.wal_dir, e)))?;
+        Ok(file)
+    }
+
+    fn segment_failed(
+        &self,
+        op: &'static str,
+        path: &std::path::Path,
+        err: std::io::Error,
+    ) -> WalError {
+        if is_disk_full_io(&err) {
+            WalError::DiskFull { source: err }
+        } else {
+            self.poison(WalError::io(op, path, err))
+        }
+    }
+
+    fn snapshot(&self) -> DurableSnapshot {
+        let table = self.shared.table.read().expect("segment table lock");
+        DurableSnapshot {
+            sealed: table
+                .sealed
+                .values()
+                .map(|s| (s.first_seq, s.path.clone(), s.len))
+                .collect(),
+            active: (
+                self.active.first_seq,
+                self.active.path.clone(),
+                self.durable,
+            ),
+        }
+    }
+}
+
+/// Positions of the `count` frames in `framed`, which starts at `offset`.
+fn positions(
+    framed: &[u8],
+    first_seq: u64,
+    segment: u64,
+    offset: u64,
+    count: usize,
+) -> Vec<Position> {
+    let mut out = Vec::with_capacity(count);
+    let mut at = 0usize;
+    for i in 0..count as u64 {
+        let len = u32::from_le_bytes(framed[at..at + 4].try_into().expect("frame length"));
+        out.push(Position {
+            seq: first_seq + i,
+            segment,
+            offset: offset + at as u64,
+            len,
+        });
+        at += FRAME_HEADER_LEN + len as usize;
+    }
+    out
+}
