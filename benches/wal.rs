@@ -1,1 +1,230 @@
-fn main() {}
+//! Log throughput: concurrent single-record appends under `always` and
+//! `never`, large batched appends (disk bandwidth), and replay speed.
+//!
+//! `cargo bench --bench wal`; the README quotes the figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use event_broker::wal::{Batch, FsyncPolicy, Wal, WalOptions};
+
+const RECORD: usize = 256;
+
+/// Incompressible bytes: the disk under test may compress or skip zeros,
+/// which would flatter every figure.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> Wal {
+    let mut opts = WalOptions::new(dir);
+    opts.fsync = fsync;
+    Wal::open(opts).expect("open log").0
+}
+
+/// Appends `total` records of one batch each from `appenders` threads; the time it took.
+fn run_appenders(wal: &Arc<Wal>, appenders: u64, total: u64, per_batch: usize) -> Duration {
+    let pool = noise(RECORD * 64);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..appenders {
+            let wal = wal.clone();
+            let pool = &pool;
+            let share = total / appenders + u64::from(t < total % appenders);
+            s.spawn(move || {
+                for i in 0..share as usize {
+                    let mut batch = Batch::with_capacity(per_batch * (RECORD + 8));
+                    for j in 0..per_batch {
+                        let at = (i + j) % 63 * RECORD + (i + t as usize) % RECORD;
+                        batch.push(&pool[at..at + RECORD]).expect("record fits");
+                    }
+                    wal.append(batch).expect("append");
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+fn concurrent_appends(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_256B");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
+        for appenders in [1u64, 16, 64] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wal = Arc::new(open(dir.path(), fsync));
+            group.bench_with_input(
+                BenchmarkId::new(fsync.to_string(), appenders),
+                &appenders,
+                |b, &n| b.iter_custom(|iters| run_appenders(&wal, n, iters.max(n), 1)),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// The same with appenders as tasks on a two-thread tokio runtime, which is
+/// how the broker appends: completions wake tasks, not parked threads.
+fn run_async_appenders(
+    rt: &tokio::runtime::Runtime,
+    wal: &Arc<Wal>,
+    appenders: u64,
+    total: u64,
+) -> Duration {
+    let started = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..appenders)
+            .map(|t| {
+                let wal = wal.clone();
+                let share = total / appenders + u64::from(t < total % appenders);
+                let record = noise(RECORD + t as usize)[t as usize..].to_vec();
+                tokio::spawn(async move {
+                    for _ in 0..share {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let batch = Batch::of(&record).expect("record fits");
+                        wal.append_with(batch, Box::new(move |r| drop(tx.send(r))));
+                        rx.await.expect("completion").expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("appender task");
+        }
+    });
+    started.elapsed()
+}
+
+fn concurrent_async_appends(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("append_256B_tasks");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
+        for appenders in [1u64, 16, 64] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wal = Arc::new(open(dir.path(), fsync));
+            group.bench_with_input(
+                BenchmarkId::new(fsync.to_string(), appenders),
+                &appenders,
+                |b, &n| b.iter_custom(|iters| run_async_appenders(&rt, &wal, n, iters.max(n))),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn batched_appends(c: &mut Criterion) {
+    const PER_BATCH: usize = 4096;
+    let mut group = c.benchmark_group("append_batch_4096x256B");
+    group.throughput(Throughput::Bytes((PER_BATCH * (RECORD + 8)) as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    // The disk's sequential bandwidth under the same conditions as the log:
+    // files that grow and stay (so the page cache grows as it does for
+    // segments), 4 MiB writes, one fdatasync at the end of each sample.
+    group.bench_function("disk_baseline_4MiB_writes_then_fdatasync", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let chunk = noise(4 << 20);
+        let bytes_per_iter = PER_BATCH * (RECORD + 8);
+        let mut sample = 0u64;
+        b.iter_custom(|iters| {
+            use std::io::Write;
+            sample += 1;
+            let mut file =
+                std::fs::File::create(dir.path().join(sample.to_string())).expect("raw file");
+            let mut left = iters as usize * bytes_per_iter;
+            let started = Instant::now();
+            while left > 0 {
+                let n = left.min(chunk.len());
+                file.write_all(&chunk[..n]).expect("write");
+                left -= n;
+            }
+            file.sync_data().expect("fdatasync");
+            started.elapsed()
+        })
+    });
+    // The same at the durability of the log: fdatasync after every 4 MiB.
+    group.bench_function("disk_baseline_4MiB_writes_each_fdatasync", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let chunk = noise(4 << 20);
+        let bytes_per_iter = PER_BATCH * (RECORD + 8);
+        let mut sample = 0u64;
+        b.iter_custom(|iters| {
+            use std::io::Write;
+            sample += 1;
+            let mut file =
+                std::fs::File::create(dir.path().join(sample.to_string())).expect("raw file");
+            let mut left = iters as usize * bytes_per_iter;
+            let started = Instant::now();
+            while left > 0 {
+                let n = left.min(chunk.len());
+                file.write_all(&chunk[..n]).expect("write");
+                file.sync_data().expect("fdatasync");
+                left -= n;
+            }
+            started.elapsed()
+        })
+    });
+    for appenders in [1u64, 4] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal = Arc::new(open(dir.path(), FsyncPolicy::Always));
+        group.bench_with_input(
+            BenchmarkId::new("always", appenders),
+            &appenders,
+            |b, &n| b.iter_custom(|iters| run_appenders(&wal, n, iters.max(n), PER_BATCH)),
+        );
+    }
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    const RECORDS: u64 = 500_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let wal = Arc::new(open(dir.path(), FsyncPolicy::Never));
+        run_appenders(&wal, 1, RECORDS / 1000, 1000);
+        wal.close().expect("close");
+    }
+    let wal = open(dir.path(), FsyncPolicy::Never);
+    let mut group = c.benchmark_group("replay_256B");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(10);
+    group.bench_function("records", |b| {
+        b.iter(|| {
+            let mut count = 0u64;
+            let mut bytes = 0usize;
+            for segment in wal.replay() {
+                for record in segment.expect("segment").records() {
+                    bytes += record.expect("record").1.len();
+                    count += 1;
+                }
+            }
+            assert_eq!(count, RECORDS);
+            bytes
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    concurrent_appends,
+    concurrent_async_appends,
+    batched_appends,
+    replay
+);
+criterion_main!(benches);

@@ -188,6 +188,15 @@ impl Batch {
         Self::default()
     }
 
+    /// An empty batch with room for `bytes` bytes of records (8 bytes of
+    /// frame header each included).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Batch {
+            buf: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
     /// A batch of one record.
     pub fn of(body: &[u8]) -> Result<Self, WalError> {
         let mut batch = Batch::new();
@@ -385,6 +394,10 @@ impl Wal {
             .open_write(&newest.path)
             .map_err(|e| WalError::io("open", &newest.path, e))?;
         let (tx, rx) = mpsc::channel();
+        let (completions, completed) = mpsc::channel();
+        let completer = spawn("wal-completer", &data_dir, move || {
+            writer::run_completer(completed)
+        })?;
         let writer = Writer {
             shared: shared.clone(),
             rx,
@@ -396,11 +409,15 @@ impl Wal {
             policy: options.fsync,
             segment_bytes: options.segment_bytes,
             last_sync: crate::clock::monotonic_now(),
+            completions,
+            last_round: 0,
         };
-        let handle = std::thread::Builder::new()
-            .name("wal-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| WalError::io("start writer thread for", &data_dir, e))?;
+        let handle = spawn("wal-writer", &data_dir, move || {
+            let result = writer.run();
+            // Every completion has run before close() returns.
+            let _ = completer.join();
+            result
+        })?;
         let wal = Wal {
             shared,
             tx,
@@ -415,14 +432,23 @@ impl Wal {
 
     /// Appends a batch and waits until it is complete under the fsync policy.
     pub fn append(&self, batch: Batch) -> Result<Vec<Position>, WalError> {
-        let (tx, rx) = mpsc::sync_channel(1);
+        let slot = Arc::new(Mutex::new(None));
+        let filled = slot.clone();
+        let waiter = std::thread::current();
         self.append_with(
             batch,
             Box::new(move |result| {
-                let _receiver_gone = tx.send(result);
+                *filled.lock().expect("append slot") = Some(result);
+                waiter.unpark();
             }),
         );
-        rx.recv().unwrap_or(Err(WalError::Closed))
+        // park() may wake spuriously, and an unpark may come before the park.
+        loop {
+            if let Some(result) = slot.lock().expect("append slot").take() {
+                return result;
+            }
+            std::thread::park();
+        }
     }
 
     /// Hands a batch to the writer; `done` is called on the writer thread
@@ -550,6 +576,17 @@ impl Drop for Wal {
             tracing::error!(error = %e, "closing the log failed");
         }
     }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    data_dir: &Path,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, WalError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| WalError::io("start a thread for the log in", data_dir, e))
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File, WalError> {

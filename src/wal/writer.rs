@@ -3,9 +3,9 @@
 //! policy, and only then completes them (group commit).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::error::{is_disk_full_io, WalError};
 use super::format::{encode_header, FRAME_HEADER_LEN, HEADER_LEN};
@@ -14,7 +14,7 @@ use super::segment;
 use super::{ActiveSegment, Batch, FsyncPolicy, Position, SealedSegment, Shared};
 use crate::clock;
 
-/// Called with the outcome of an append, on the writer thread: keep it short.
+/// Called with the outcome of an append, on the log's completion thread: keep it short.
 pub type AppendDone = Box<dyn FnOnce(Result<Vec<Position>, WalError>) + Send>;
 
 /// What the writer holds of the log at a moment when everything written is durable.
@@ -31,6 +31,33 @@ pub(crate) enum Command {
     /// Make everything written so far durable, whatever the policy.
     Sync(Box<dyn FnOnce(Result<DurableSnapshot, WalError>) + Send>),
     Shutdown,
+}
+
+/// How long a round waits for the appenders of the previous round to come
+/// back; a small part of one fsync (about 250 µs here).
+const GATHER_WAIT: Duration = Duration::from_micros(50);
+
+/// Large writes go out in chunks of this size, each handed to the disk at
+/// once, so copying the next chunk overlaps writing back this one.
+const WRITEBACK_CHUNK: usize = 1 << 20;
+
+/// Appends of one round with their outcomes, in log order.
+/// The batch rides along to be freed off the writer thread: unmapping a large
+/// buffer costs the writer time it should spend writing.
+pub(crate) type Outcomes = Vec<(AppendDone, Result<Vec<Position>, WalError>, Batch)>;
+
+/// Runs completions on their own thread, so that waking the appenders of one
+/// round overlaps the write and fsync of the next instead of delaying it.
+pub(crate) fn run_completer(rx: Receiver<Outcomes>) {
+    for outcomes in rx {
+        complete(outcomes);
+    }
+}
+
+fn complete(outcomes: Outcomes) {
+    for (done, outcome, _written) in outcomes {
+        done(outcome);
+    }
 }
 
 /// Stop taking more commands into one round past this many bytes, so a
@@ -50,13 +77,26 @@ pub(crate) struct Writer {
     pub policy: FsyncPolicy,
     pub segment_bytes: u64,
     pub last_sync: Instant,
+    pub completions: Sender<Outcomes>,
+    /// Appends in the previous round.
+    pub last_round: usize,
 }
 
 /// Appends waiting in the current round for their write and sync.
 #[derive(Default)]
 struct Group {
-    buf: Vec<u8>,
-    waiting: Vec<(u64, u64, usize, usize, AppendDone)>,
+    waiting: Vec<Waiting>,
+    /// Bytes of all waiting batches.
+    bytes: usize,
+    /// Where the batches of a round of several are joined for one write.
+    joined: Vec<u8>,
+}
+
+struct Waiting {
+    first_seq: u64,
+    offset: u64,
+    batch: Batch,
+    done: AppendDone,
 }
 
 impl Writer {
@@ -70,11 +110,13 @@ impl Writer {
                 break;
             };
             let mut taken = 0usize;
+            let mut appends = 0usize;
             let mut command = Some(first);
             while let Some(cmd) = command.take() {
                 match cmd {
                     Command::Append(batch, done) => {
                         taken += batch.buf.len();
+                        appends += 1;
                         self.add(&mut group, batch, done);
                     }
                     Command::Sync(done) => {
@@ -87,12 +129,33 @@ impl Writer {
                     }
                 }
                 if taken < ROUND_BYTES {
-                    command = self.rx.try_recv().ok();
+                    command = self.rx.try_recv().ok().or_else(|| self.gather(appends));
                 }
             }
+            self.last_round = appends;
             self.commit(&mut group);
         }
         self.sync_now()
+    }
+
+    /// Under `always`, an fsync costs the same for one append as for a
+    /// hundred. When this round is still smaller than the last one, the
+    /// appenders of the last round are most likely resubmitting right now:
+    /// give them a moment to join this round rather than pay for another fsync.
+    fn gather(&mut self, appends: usize) -> Option<Command> {
+        if self.policy != FsyncPolicy::Always || appends >= self.last_round {
+            return None;
+        }
+        let until = clock::monotonic_now() + GATHER_WAIT;
+        loop {
+            std::thread::yield_now();
+            if let Ok(cmd) = self.rx.try_recv() {
+                return Some(cmd);
+            }
+            if clock::monotonic_now() >= until {
+                return None;
+            }
+        }
     }
 
     /// Waits for the next command; under an interval policy, wakes up to
@@ -109,9 +172,9 @@ impl Writer {
             match self.rx.recv_timeout(wait) {
                 Ok(cmd) => return Some(cmd),
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = self
-                        .sync_now()
-                        .map_err(|e| tracing::error!(error = %e, "interval fsync failed"));
+                    if let Err(e) = self.sync_now() {
+                        tracing::error!(error = %e, "interval fsync failed");
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
@@ -125,7 +188,7 @@ impl Writer {
             }));
             return;
         }
-        let pending = self.len + group.buf.len() as u64;
+        let pending = self.len + group.bytes as u64;
         let fits = pending + batch.buf.len() as u64 <= self.segment_bytes;
         // A batch never spans two segments, and an empty segment takes any batch.
         if !fits && pending > HEADER_LEN as u64 {
@@ -135,12 +198,15 @@ impl Writer {
                 return;
             }
         }
-        let offset = self.len + group.buf.len() as u64;
-        group
-            .waiting
-            .push((self.next_seq, offset, batch.count, batch.buf.len(), done));
         self.next_seq += batch.count as u64;
-        group.buf.extend_from_slice(&batch.buf);
+        let bytes = batch.buf.len();
+        group.waiting.push(Waiting {
+            first_seq: self.next_seq - batch.count as u64,
+            offset: self.len + group.bytes as u64,
+            done,
+            batch,
+        });
+        group.bytes += bytes;
     }
 
     /// Writes the group, syncs per policy, completes its appends.
@@ -149,37 +215,56 @@ impl Writer {
             return;
         }
         let waiting = std::mem::take(&mut group.waiting);
-        let result = self.write_and_sync(&group.buf);
-        let records: usize = waiting.iter().map(|w| w.2).sum();
-        if result.is_ok() {
-            if let Some(observer) = &self.shared.observer {
-                observer.committed(records, group.buf.len());
+        let bytes = std::mem::take(&mut group.bytes);
+        // One batch is written from its own buffer; several are joined first.
+        let result = if let [only] = waiting.as_slice() {
+            self.write_and_sync(&only.batch.buf)
+        } else {
+            let mut joined = std::mem::take(&mut group.joined);
+            joined.clear();
+            for w in &waiting {
+                joined.extend_from_slice(&w.batch.buf);
             }
-        }
-        let mut cursor = 0usize;
-        for (seq, offset, count, bytes, done) in waiting {
-            match &result {
-                Ok(()) => done(Ok(positions(
-                    &group.buf[cursor..cursor + bytes],
-                    seq,
-                    self.active.first_seq,
-                    offset,
-                    count,
-                ))),
-                Err(e) => done(Err(e.for_another_waiter())),
+            let result = self.write_and_sync(&joined);
+            group.joined = joined;
+            result
+        };
+        let records: usize = waiting.iter().map(|w| w.batch.count).sum();
+        match &result {
+            Ok(()) => {
+                if let Some(observer) = &self.shared.observer {
+                    observer.committed(records, bytes);
+                }
             }
-            cursor += bytes;
-        }
-        if result.is_err() {
             // Sequence numbers handed to failed appends are reused; nothing of them is on disk.
-            self.next_seq -= records as u64;
+            Err(_) => self.next_seq -= records as u64,
         }
-        group.buf.clear();
+        let segment = self.active.first_seq;
+        let outcomes: Outcomes = waiting
+            .into_iter()
+            .map(|w| {
+                let outcome = match &result {
+                    Ok(()) => Ok(positions(&w.batch, w.first_seq, segment, w.offset)),
+                    Err(e) => Err(e.for_another_waiter()),
+                };
+                (w.done, outcome, w.batch)
+            })
+            .collect();
+        if let Err(mpsc::SendError(outcomes)) = self.completions.send(outcomes) {
+            complete(outcomes);
+        }
     }
 
     fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), WalError> {
-        if let Err(e) = self.file.write_all_at(buf, self.len) {
-            return Err(self.write_failed(e));
+        let mut at = self.len;
+        for chunk in buf.chunks(WRITEBACK_CHUNK) {
+            if let Err(e) = self.file.write_all_at(chunk, at) {
+                return Err(self.write_failed(e));
+            }
+            if buf.len() > WRITEBACK_CHUNK && self.policy != FsyncPolicy::Never {
+                self.file.start_writeback(at, chunk.len() as u64);
+            }
+            at += chunk.len() as u64;
         }
         self.len += buf.len() as u64;
         self.active
@@ -320,14 +405,9 @@ impl Writer {
     }
 }
 
-/// Positions of the `count` frames in `framed`, which starts at `offset`.
-fn positions(
-    framed: &[u8],
-    first_seq: u64,
-    segment: u64,
-    offset: u64,
-    count: usize,
-) -> Vec<Position> {
+/// Positions of the frames of `batch`, written at `offset`.
+fn positions(batch: &Batch, first_seq: u64, segment: u64, offset: u64) -> Vec<Position> {
+    let (framed, count) = (&batch.buf, batch.count);
     let mut out = Vec::with_capacity(count);
     let mut at = 0usize;
     for i in 0..count as u64 {
