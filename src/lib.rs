@@ -10,6 +10,7 @@
 //! config, clock   shared by the layers above
 //! ```
 
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod wal;

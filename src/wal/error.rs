@@ -112,6 +112,9 @@ pub enum WalError {
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
+    /// [`Wal::submit`](super::Wal::submit) was given a batch with no record.
+    #[error("an empty batch has nothing to append")]
+    EmptyBatch,
 }
 
 impl WalError {

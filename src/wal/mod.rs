@@ -234,6 +234,22 @@ impl Batch {
     }
 }
 
+/// A batch the log would not take, with its completion handle given back.
+pub struct Refused {
+    /// Why.
+    pub error: WalError,
+    /// The handle, not called.
+    pub done: AppendDone,
+}
+
+impl fmt::Debug for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
 /// Size and shape of the log, for status pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalStatus {
@@ -338,7 +354,8 @@ pub struct Wal {
     data_dir: PathBuf,
     recovery: RecoveryMode,
     fsync: FsyncPolicy,
-    _lock: File,
+    /// Held from open to close: the flock on `DATA_DIR/LOCK`.
+    lock: Mutex<Option<File>>,
 }
 
 impl fmt::Debug for Wal {
@@ -425,7 +442,7 @@ impl Wal {
             data_dir: options.data_dir,
             recovery: options.recovery,
             fsync: options.fsync,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         };
         Ok((wal, report))
     }
@@ -451,21 +468,39 @@ impl Wal {
         }
     }
 
-    /// Hands a batch to the writer; `done` is called on the writer thread
-    /// when it is complete under the fsync policy, or failed.
+    /// Hands a batch to the writer; `done` is called on the log's completion
+    /// thread when it is complete under the fsync policy, or failed.
     pub fn append_with(&self, batch: Batch, done: AppendDone) {
-        if let Some(cause) = self.shared.failure.get() {
-            return done(Err(WalError::Failed {
-                cause: cause.clone(),
-            }));
-        }
         if batch.is_empty() {
             return done(Ok(Vec::new()));
         }
-        if let Err(mpsc::SendError(Command::Append(_, done))) =
-            self.tx.send(Command::Append(batch, done))
-        {
-            done(Err(WalError::Closed));
+        if let Err(refused) = self.submit(batch, done) {
+            (refused.done)(Err(refused.error));
+        }
+    }
+
+    /// Like [`Wal::append_with`], but when the log refuses the batch at once
+    /// (failed, closed, or an empty batch) the error and `done` come back
+    /// here instead of `done` being called, so a caller holding a lock that
+    /// `done` takes cannot deadlock.
+    pub fn submit(&self, batch: Batch, done: AppendDone) -> Result<(), Refused> {
+        if let Some(cause) = self.shared.failure.get() {
+            let error = WalError::Failed {
+                cause: cause.clone(),
+            };
+            return Err(Refused { error, done });
+        }
+        if batch.is_empty() {
+            let error = WalError::EmptyBatch;
+            return Err(Refused { error, done });
+        }
+        match self.tx.send(Command::Append(batch, done)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::SendError(Command::Append(_, done))) => Err(Refused {
+                error: WalError::Closed,
+                done,
+            }),
+            Err(_) => unreachable!("the command sent was an append"),
         }
     }
 
@@ -561,7 +596,10 @@ impl Wal {
             return Ok(());
         };
         let _already_stopped = self.tx.send(Command::Shutdown);
-        handle.join().unwrap_or(Err(WalError::Closed))
+        let result = handle.join().unwrap_or(Err(WalError::Closed));
+        // Nothing writes any more: another log may open the directory.
+        drop(self.lock.lock().expect("lock file lock").take());
+        result
     }
 
     /// The data directory this log lives in.

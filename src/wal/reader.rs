@@ -37,6 +37,19 @@ impl Deref for ReadBuf {
 impl Wal {
     /// Reads the body of the record at `pos`, checking its checksum.
     pub fn read(&self, pos: &Position) -> Result<ReadBuf, WalError> {
+        self.read_at(pos.segment, pos.offset, pos.len)
+    }
+
+    /// Reads the body of `len` bytes in the frame at `offset` of segment
+    /// `segment`, checking its checksum.
+    pub fn read_at(&self, segment: u64, offset: u64, len: u32) -> Result<ReadBuf, WalError> {
+        // Only where the frame is matters here, not its sequence number.
+        let pos = &Position {
+            seq: 0,
+            segment,
+            offset,
+            len,
+        };
         let missing = || WalError::NoSuchPosition {
             segment: pos.segment,
             offset: pos.offset,

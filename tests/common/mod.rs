@@ -47,3 +47,5 @@ pub fn append_each(wal: &Wal, bodies: &[Vec<u8>]) -> Vec<Position> {
         .map(|b| wal.append(Batch::of(b).unwrap()).expect("append")[0])
         .collect()
 }
+
+pub mod broker;

@@ -1,0 +1,129 @@
+//! Cleanup keeps the log proportional to live data. Only the oldest segment
+//! is ever deleted (prefix truncation, so a record that cancels an event never
+//! goes before the event's own record). Once it holds no live event it goes;
+//! when it holds only a few, they are first copied forward as relocated
+//! records carrying their current state.
+
+use std::borrow::Cow;
+
+use super::delivery::StoredBytes;
+use super::queue::Status;
+use super::record::Record;
+use super::{Broker, BrokerError, Core};
+
+/// What a cleanup pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Segments deleted.
+    pub deleted: usize,
+    /// Events copied forward.
+    pub relocated: u64,
+}
+
+/// Relocate a segment's live events only when they take at most this share
+/// of it, so that every relocation at least halves the bytes it keeps.
+const RELOCATE_SHARE: f64 = 0.5;
+
+/// Relocate at most this many bytes per segment in one pass, so a pass
+/// never stalls producers for long.
+const RELOCATE_MAX_BYTES: u64 = 16 << 20;
+
+impl Broker {
+    /// Deletes old segments while the oldest holds no live event, relocating
+    /// the few it holds where that frees enough. Blocks on log writes.
+    pub fn cleanup(&self) -> Result<CleanupReport, BrokerError> {
+        let _one_at_a_time = self.cleanup.lock().expect("cleanup lock");
+        let mut report = CleanupReport::default();
+        loop {
+            let segments = self.wal.segments();
+            // The newest segment is the active one and never deleted.
+            let [oldest, next, ..] = segments.as_slice() else {
+                return Ok(report);
+            };
+            let live = self.live_in_segment(oldest.first_seq);
+            if live.events > 0 {
+                let worth_it = (live.bytes as f64) <= oldest.bytes as f64 * RELOCATE_SHARE
+                    && live.bytes <= RELOCATE_MAX_BYTES;
+                if !worth_it {
+                    return Ok(report);
+                }
+                match self.relocate(oldest.first_seq)? {
+                    Some(moved) => report.relocated += moved,
+                    // An event there is being changed: try on the next pass.
+                    None => return Ok(report),
+                }
+                if self.live_in_segment(oldest.first_seq).events > 0 {
+                    return Ok(report);
+                }
+            }
+            report.deleted += self.wal.delete_before(next.first_seq)?;
+        }
+    }
+
+    /// Copies the live events of `segment` forward; `None` when one of them
+    /// is settling and the copy would race the change being written.
+    fn relocate(&self, segment: u64) -> Result<Option<u64>, BrokerError> {
+        self.check_writable()?;
+        let pending = {
+            let mut core = self.shared.lock();
+            let ids = core.state.events_in(segment);
+            let settling = ids.iter().any(|id| {
+                matches!(
+                    core.state.events[id].status,
+                    Status::Settling | Status::DeadSettling
+                )
+            });
+            if settling {
+                return Ok(None);
+            }
+            let copies = ids
+                .iter()
+                .map(|id| self.copy_of(&core, *id))
+                .collect::<Result<Vec<_>, BrokerError>>()?;
+            let records = copies
+                .iter()
+                .map(|(stored, state)| state.record(stored.stored()))
+                .collect();
+            let count = ids.len() as u64;
+            let finish = Box::new(move |_: &mut Core, result: Result<(), BrokerError>| {
+                result.map(|()| count)
+            });
+            self.submit(&mut core, records, finish)
+        };
+        pending.wait().map(Some)
+    }
+
+    fn copy_of(&self, core: &Core, id: u64) -> Result<(StoredBytes, Current), BrokerError> {
+        let event = core.state.events[&id];
+        let dead = matches!(event.status, Status::Dead | Status::DeadSettling);
+        let current = Current {
+            failures: event.failures,
+            dead_at: dead.then_some(event.time),
+            visible_at: (!dead).then_some(event.time),
+            last_error: core.state.errors.get(&id).map(|e| e.to_string()),
+        };
+        Ok((StoredBytes::read(&self.wal, &event)?, current))
+    }
+}
+
+/// An event's state besides its record.
+struct Current {
+    failures: u32,
+    dead_at: Option<u64>,
+    visible_at: Option<u64>,
+    last_error: Option<String>,
+}
+
+impl Current {
+    fn record<'a>(&'a self, mut event: super::record::Stored<'a>) -> Record<'a> {
+        if let Some(visible_at) = self.visible_at {
+            event.visible_at = visible_at;
+        }
+        Record::Relocated {
+            event,
+            failures: self.failures,
+            dead_at: self.dead_at,
+            last_error: self.last_error.as_deref().map(Cow::Borrowed),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Consuming: lease (with long polling), ack, nack and extend.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::delivery::{Delivery, StoredBytes};
+use super::lease::{Receipt, ReceiptStatus};
+use super::queue::Status;
+use super::record::Record;
+use super::state::Now;
+use super::{check_queue_name, Broker, BrokerError, Core, Pending};
+
+/// The longest lease a consumer may ask for: 12 hours.
+pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// The outcome for one receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptResult {
+    /// The receipt as given.
+    pub receipt: String,
+    /// What happened.
+    pub status: ReceiptStatus,
+}
+
+/// What the reaper and nack write for a failed delivery.
+pub(crate) struct Failure<'a> {
+    pub id: u64,
+    pub failures_before: u32,
+    pub delay_ms: Option<u64>,
+    pub error: Option<&'a str>,
+}
+
+impl Broker {
+    /// Leases up to `max` ready events of `queue` for `visibility`
+    /// (the default timeout when `None`); empty when none is ready.
+    pub fn lease(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        check_queue_name(queue)?;
+        let max_batch = self.limits.max_batch;
+        if max == 0 || max > max_batch {
+            return Err(BrokerError::invalid(
+                "max",
+                format!("1 to {max_batch}, not {max}"),
+            ));
+        }
+        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
+        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_ms",
+                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
+            ));
+        }
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let Some(q) = core.state.queue_id(queue) else {
+            return Ok(Vec::new());
+        };
+        let leased = core.state.lease(q, max, timeout, now);
+        let name = core.state.queues[q as usize].name.clone();
+        // Read under the lock: cleanup cannot delete a segment being read.
+        leased
+            .into_iter()
+            .map(|l| {
+                let stored = StoredBytes::read(&self.wal, &l.event)?;
+                Ok(Delivery {
+                    id: l.id,
+                    queue: name.clone(),
+                    attempt: l.event.failures + 1,
+                    enqueued_at: stored.enqueued_at,
+                    receipt: l.receipt,
+                    lease_expires_at: l.expires_wall,
+                    stored,
+                })
+            })
+            .collect()
+    }
+
+    /// Like [`Broker::lease`], but when nothing is ready waits up to `wait`
+    /// for an event to become ready, without polling.
+    pub async fn lease_wait(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let until = tokio::time::Instant::now() + wait;
+        let notifier = self.shared.notifier(queue);
+        loop {
+            let notified = notifier.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a wake between the look and the wait is kept.
+            notified.as_mut().enable();
+            let got = self.lease(queue, max, visibility)?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= until {
+                return Ok(got);
+            }
+            let wake_at = self
+                .next_visible(queue)
+                .map_or(until, |d| until.min(now + d));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// How long until the queue's next delayed event is due.
+    fn next_visible(&self, queue: &str) -> Option<Duration> {
+        let now = self.shared.now();
+        let core = self.shared.lock();
+        let q = core.state.queue_id(queue)?;
+        let std::cmp::Reverse((at, _)) = core.state.queues[q as usize].delayed.peek()?;
+        Some(Duration::from_millis(at.saturating_sub(now.wall)))
+    }
+
+    /// Acks by receipt: the events are gone once the answer is there.
+    pub fn ack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+    ) -> Result<Pending<Vec<ReceiptResult>>, BrokerError> {
+        self.settle(queue, receipts, false, |_core, ids, _now| {
+            vec![Record::Ack { ids: ids.to_vec() }]
+        })
+    }
+
+    /// Fails deliveries by receipt: each event is retried after `delay_ms`
+    /// (its backoff when `None`), or dead-lettered past `MAX_RETRIES`.
+    pub fn nack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        delay_ms: Option<u64>,
+        error: Option<&str>,
+    ) -> Result<Pending<Vec<ReceiptResult>>, BrokerError> {
+        if let Some(delay) = delay_ms {
+            if delay > super::produce::MAX_DELAY_MS {
+                return Err(BrokerError::invalid(
+                    "delay_ms",
+                    format!("at most {}", super::produce::MAX_DELAY_MS),
+                ));
+            }
+        }
+        self.settle(queue, receipts, true, |core, ids, now| {
+            ids.iter()
+                .map(|&id| {
+                    let failure = Failure {
+                        id,
+                        failures_before: core.state.events[&id].failures,
+                        delay_ms,
+                        error,
+                    };
+                    self.failure_record(&failure, now)
+                })
+                .collect()
+        })
+    }
+
+    /// The record for a failed delivery: a retry, or death past `MAX_RETRIES`.
+    pub(crate) fn failure_record<'a>(&self, f: &Failure<'a>, now: Now) -> Record<'a> {
+        let failures = f.failures_before + 1;
+        let error = f.error.map(Cow::Borrowed);
+        if failures > self.limits.max_retries {
+            return Record::Dead {
+                id: f.id,
+                failures,
+                dead_at: now.wall,
+                error,
+            };
+        }
+        let delay = f
+            .delay_ms
+            .unwrap_or_else(|| self.limits.backoff.delay_ms(f.id, failures));
+        Record::Fail {
+            id: f.id,
+            failures,
+            visible_at: now.wall + delay,
+            error,
+        }
+    }
+
+    /// Gives current leases a new deadline `visibility` from now.
+    pub fn extend(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        visibility: Option<Duration>,
+    ) -> Result<Vec<ReceiptResult>, BrokerError> {
+        check_queue_name(queue)?;
+        self.check_receipt_count(receipts)?;
+        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
+        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_ms",
+                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
+            ));
+        }
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let q = core.state.queue_id(queue);
+        Ok(receipts
+            .iter()
+            .map(|text| {
+                let status = match (q, text.parse::<Receipt>()) {
+                    (Some(q), Ok(receipt)) => core.state.extend(q, &receipt, timeout, now),
+                    _ => ReceiptStatus::NotFound,
+                };
+                ReceiptResult {
+                    receipt: text.clone(),
+                    status,
+                }
+            })
+            .collect())
+    }
+
+    fn check_receipt_count(&self, receipts: &[String]) -> Result<(), BrokerError> {
+        let max = self.limits.max_batch;
+        if receipts.is_empty() || receipts.len() > max {
+            return Err(BrokerError::invalid(
+                "receipts",
+                format!("1 to {max} receipts, not {}", receipts.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks receipts, marks their events settling, writes what `records`
+    /// makes of them, and answers per receipt once that is durable.
+    fn settle<'r>(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        nack: bool,
+        records: impl FnOnce(&Core, &[u64], Now) -> Vec<Record<'r>>,
+    ) -> Result<Pending<Vec<ReceiptResult>>, BrokerError> {
+        check_queue_name(queue)?;
+        self.check_receipt_count(receipts)?;
+        self.check_writable()?;
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let q = core.state.queue_id(queue);
+        let mut ids = Vec::new();
+        let results: Vec<ReceiptResult> = receipts
+            .iter()
+            .map(|text| {
+                let status = match (q, text.parse::<Receipt>()) {
+                    (Some(q), Ok(receipt)) => core.state.check_receipt(q, &receipt),
+                    _ => ReceiptStatus::NotFound,
+                };
+                if let (ReceiptStatus::Ok, Ok(receipt)) = (status, text.parse::<Receipt>()) {
+                    core.state.set_status(receipt.id, Status::Settling);
+                    ids.push(receipt.id);
+                }
+                ReceiptResult {
+                    receipt: text.clone(),
+                    status,
+                }
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(Pending::done(Ok(results)));
+        }
+        let records = records(&core, &ids, now);
+        let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
+            match (&result, q) {
+                (Err(_), _) => {
+                    for id in &ids {
+                        core.state.set_status(*id, Status::InFlight);
+                    }
+                }
+                (Ok(()), Some(q)) if nack => {
+                    core.state.queues[q as usize].stats.nacked_total += ids.len() as u64;
+                }
+                _ => {}
+            }
+            result.map(|()| results)
+        });
+        Ok(self.submit(&mut core, records, finish))
+    }
+}

@@ -1,0 +1,85 @@
+//! Idempotency keys: within the window after an enqueue, the same key on the
+//! same queue names the same event.
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug)]
+pub(crate) struct Idempotency {
+    window_ms: u64,
+    /// (queue, key) → (event id, expiry in Unix ms).
+    keys: HashMap<(u32, Box<str>), (u64, u64)>,
+    /// Keys in the order they were added, to expire them without a scan.
+    order: VecDeque<(u64, u32, Box<str>)>,
+}
+
+impl Idempotency {
+    pub fn new(window_ms: u64) -> Self {
+        Idempotency {
+            window_ms,
+            keys: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The event a key names, if its window is still open.
+    pub fn get(&self, queue: u32, key: &str, now: u64) -> Option<u64> {
+        // A tuple key cannot be looked up by borrowed parts; keys are short.
+        let (id, expires) = self.keys.get(&(queue, Box::from(key)))?;
+        (*expires > now).then_some(*id)
+    }
+
+    /// Remembers a key of an event enqueued at `enqueued_at`, unless its window has passed.
+    pub fn insert(&mut self, queue: u32, key: &str, id: u64, enqueued_at: u64, now: u64) {
+        let expires = enqueued_at.saturating_add(self.window_ms);
+        if expires <= now || self.get(queue, key, now).is_some() {
+            return;
+        }
+        self.keys.insert((queue, Box::from(key)), (id, expires));
+        self.order.push_back((expires, queue, Box::from(key)));
+    }
+
+    /// Forgets keys whose window has passed; the earliest expiry left, if any.
+    pub fn expire(&mut self, now: u64) -> Option<u64> {
+        while let Some((expires, _, _)) = self.order.front() {
+            if *expires > now {
+                return Some(*expires);
+            }
+            let (expires, queue, key) = self.order.pop_front().expect("front exists");
+            let entry = (queue, key);
+            if self.keys.get(&entry).is_some_and(|(_, e)| *e == expires) {
+                self.keys.remove(&entry);
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_its_event_until_the_window_closes() {
+        let mut keys = Idempotency::new(1_000);
+        keys.insert(0, "k", 7, 10_000, 10_000);
+        assert_eq!(keys.get(0, "k", 10_999), Some(7));
+        assert_eq!(keys.get(1, "k", 10_999), None, "keys are per queue");
+        assert_eq!(keys.get(0, "k", 11_000), None);
+        assert_eq!(keys.expire(11_000), None);
+        assert_eq!(keys.len(), 0);
+        keys.insert(0, "k", 9, 11_000, 11_000);
+        assert_eq!(keys.get(0, "k", 11_500), Some(9));
+    }
+
+    #[test]
+    fn a_key_older_than_the_window_is_not_remembered() {
+        let mut keys = Idempotency::new(1_000);
+        keys.insert(0, "k", 7, 10_000, 11_000);
+        assert_eq!(keys.get(0, "k", 10_500), None);
+    }
+}

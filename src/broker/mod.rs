@@ -1,0 +1,392 @@
+//! Queues of events on the write-ahead log.
+//!
+//! # The lifecycle of an event
+//!
+//! ```text
+//! enqueue ──▶ delayed ──(visible time)──▶ ready ──lease──▶ in flight ──ack──▶ gone
+//!               ▲                          ▲                  │
+//!               └──── failure n ≤ MAX_RETRIES (backoff) ──────┤ nack, or lease expired
+//!                                          │                  ▼
+//!                      redrive (failures reset)  ◀──────── dead (failure MAX_RETRIES + 1) ──purge──▶ gone
+//! ```
+//!
+//! - Ids are global and increasing. Ready events are delivered in order of
+//!   the time they became visible, then id.
+//! - A lease hands out a [`Receipt`] naming that one lease; ack, nack and
+//!   extend need the current one. Leases are not logged: after a restart
+//!   every in-flight event is ready again (at-least-once delivery).
+//! - Every other change is a [`Record`] in the log. A change is applied to
+//!   memory only once its record is durable under the fsync policy, through
+//!   [`State::apply`](state::State::apply), the same function recovery replays
+//!   the log with; until then the events it touches are marked as settling,
+//!   so no second change can race it. A write that fails changes nothing.
+//! - Memory holds an index (where each event's record is, its status,
+//!   failures, visible time); payloads are read from the log when delivered.
+//! - Cleanup deletes the oldest segment once it holds no live event, after
+//!   copying the few it still holds forward as relocated records.
+
+mod backoff;
+mod cleanup;
+mod consume;
+mod delivery;
+mod dlq;
+mod error;
+mod idempotency;
+mod lease;
+mod pending;
+mod produce;
+mod queue;
+mod reaper;
+pub mod record;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+
+pub use backoff::Backoff;
+pub use cleanup::CleanupReport;
+pub use consume::ReceiptResult;
+pub use delivery::{DeadEvent, Delivery, DlqPage};
+pub use error::BrokerError;
+pub use lease::{BadReceipt, Receipt, ReceiptStatus};
+pub use pending::Pending;
+pub use produce::{Enqueued, NewEvent};
+pub use queue::QueueStats;
+pub use reaper::ReapReport;
+pub use record::Record;
+pub use state::{EventView, Live, Now, ViewStatus};
+
+use crate::clock::Clock;
+use crate::wal::{Batch, RecoveryReport, Wal, WalError, WalOptions};
+use state::State;
+
+/// Limits and timings of the broker; names follow the configuration variables.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `QUEUE_MAX_SIZE`: events not yet acked (nor dead) per queue.
+    pub queue_max_size: u64,
+    /// `VISIBILITY_TIMEOUT_MS`: lease length when the consumer names none.
+    pub visibility_timeout: Duration,
+    /// `MAX_RETRIES`: failures after the first before an event is dead.
+    pub max_retries: u32,
+    /// `BASE_BACKOFF_MS`, `MAX_BACKOFF_MS`, `BACKOFF_MULTIPLIER`.
+    pub backoff: Backoff,
+    /// `MAX_PAYLOAD_BYTES`.
+    pub max_payload_bytes: usize,
+    /// `MAX_BATCH`: events per enqueue, receipts per ack, events per lease.
+    pub max_batch: usize,
+    /// `IDEMPOTENCY_WINDOW_MS`.
+    pub idempotency_window_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_max_size: 100_000,
+            visibility_timeout: Duration::from_secs(30),
+            max_retries: 10,
+            backoff: Backoff {
+                base_ms: 1_000,
+                max_ms: 60_000,
+                multiplier: 2.0,
+                seed: 0,
+            },
+            max_payload_bytes: 1 << 20,
+            max_batch: 1_000,
+            idempotency_window_ms: 300_000,
+        }
+    }
+}
+
+/// How to open a broker.
+pub struct BrokerOptions {
+    /// Where and how the log is kept.
+    pub wal: WalOptions,
+    /// Limits and timings.
+    pub limits: Limits,
+    /// The source of time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What opening found.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    /// What the log's recovery did.
+    pub wal: RecoveryReport,
+    /// Records replayed.
+    pub records: u64,
+    /// Live events found, dead ones included.
+    pub events: u64,
+    /// Queues found.
+    pub queues: usize,
+}
+
+/// The broker: queues on a log. Share it with an `Arc`.
+pub struct Broker {
+    shared: Arc<Shared>,
+    wal: Wal,
+    limits: Limits,
+    cleanup: Mutex<()>,
+}
+
+/// What the log's completion thread needs to finish a write: not the log
+/// itself, so that no completion ever holds the last reference to it.
+struct Shared {
+    core: Mutex<Core>,
+    clock: Arc<dyn Clock>,
+    notifiers: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+}
+
+struct Core {
+    state: State,
+    /// Next id to hand out; ahead of `state.next_id` while enqueues are written.
+    next_id: u64,
+    /// Idempotency keys of enqueues being written, with whoever waits on them.
+    pending_keys: HashMap<(u32, Box<str>), Vec<oneshot::Sender<()>>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().expect("broker state lock")
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.clock.now(),
+            wall: self.clock.unix_ms(),
+        }
+    }
+
+    fn notifier(&self, queue: &str) -> Arc<Notify> {
+        let mut map = self.notifiers.lock().expect("notifier lock");
+        if let Some(n) = map.get(queue) {
+            return n.clone();
+        }
+        let n = Arc::new(Notify::new());
+        map.insert(Arc::from(queue), n.clone());
+        n
+    }
+
+    /// Wakes the long polls of queues that have ready events.
+    fn wake(&self, queues: &[Arc<str>]) {
+        if queues.is_empty() {
+            return;
+        }
+        let map = self.notifiers.lock().expect("notifier lock");
+        for q in queues {
+            if let Some(n) = map.get(q) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Names of the given queues that now have ready events.
+    fn ready_queues(&self, touched: impl IntoIterator<Item = u32>) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for q in touched {
+            let queue = &self.state.queues[q as usize];
+            if queue.stats.ready > 0 && !names.contains(&queue.name) {
+                names.push(queue.name.clone());
+            }
+        }
+        names
+    }
+}
+
+/// How a write finishes once its records are durable (`Ok`) or failed:
+/// runs with the state locked, after the records were applied.
+type Finish<T> =
+    Box<dyn FnOnce(&mut Core, Result<(), BrokerError>) -> Result<T, BrokerError> + Send>;
+
+impl Broker {
+    /// Opens the log in `options.wal.data_dir` and rebuilds every queue from it.
+    pub fn open(options: BrokerOptions) -> Result<(Broker, OpenReport), BrokerError> {
+        let (wal, wal_report) = Wal::open(options.wal)?;
+        let clock = options.clock;
+        // Serials start at the wall clock in µs: past any of an earlier run.
+        let first_serial = clock.unix_ms().saturating_mul(1_000);
+        let mut state = State::new(options.limits.idempotency_window_ms, first_serial);
+        let now = clock.unix_ms();
+        let mut records = 0u64;
+        for segment in wal.replay() {
+            let segment = segment?;
+            for item in segment.records() {
+                let (pos, body) = item?;
+                let record = record::decode(body).map_err(|source| BrokerError::BadRecord {
+                    segment: pos.segment,
+                    offset: pos.offset,
+                    source,
+                })?;
+                state.apply(&record, &pos, now);
+                records += 1;
+            }
+        }
+        // Totals count what happens from now on, not what was replayed.
+        for queue in &mut state.queues {
+            let stats = &mut queue.stats;
+            let name = std::mem::take(&mut stats.name);
+            *stats = QueueStats {
+                name,
+                ready: stats.ready,
+                delayed: stats.delayed,
+                in_flight: stats.in_flight,
+                dead: stats.dead,
+                ..QueueStats::default()
+            };
+        }
+        let report = OpenReport {
+            wal: wal_report,
+            records,
+            events: state.events.len() as u64,
+            queues: state.queues.len(),
+        };
+        let core = Core {
+            next_id: state.next_id,
+            state,
+            pending_keys: HashMap::new(),
+        };
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            clock,
+            notifiers: Mutex::new(HashMap::new()),
+        });
+        let broker = Broker {
+            shared,
+            wal,
+            limits: options.limits,
+            cleanup: Mutex::new(()),
+        };
+        Ok((broker, report))
+    }
+
+    /// The limits the broker runs with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The log underneath, for status pages and checkpoints.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Every queue's counts, oldest queue first.
+    pub fn queues(&self) -> Vec<QueueStats> {
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        (0..core.state.queues.len() as u32)
+            .map(|q| {
+                core.state.promote(q, now.wall);
+                core.state.queues[q as usize].stats.clone()
+            })
+            .collect()
+    }
+
+    /// One queue's counts.
+    pub fn queue(&self, name: &str) -> Result<QueueStats, BrokerError> {
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let q = core
+            .state
+            .queue_id(name)
+            .ok_or_else(|| BrokerError::UnknownQueue(name.to_string()))?;
+        core.state.promote(q, now.wall);
+        Ok(core.state.queues[q as usize].stats.clone())
+    }
+
+    /// Every event of a queue with its status, by id; empty for an unknown queue.
+    pub fn contents(&self, name: &str) -> Vec<EventView> {
+        let core = self.shared.lock();
+        core.state
+            .queue_id(name)
+            .map_or_else(Vec::new, |q| core.state.contents(q))
+    }
+
+    /// Live events whose newest record is in the given segment.
+    pub fn live_in_segment(&self, segment: u64) -> Live {
+        self.shared.lock().state.live_in(segment)
+    }
+
+    /// Flushes and closes the log; later writes fail with [`BrokerError::Closed`].
+    pub fn close(&self) -> Result<(), BrokerError> {
+        self.wal.close().map_err(BrokerError::from)
+    }
+
+    /// Fails fast when the log no longer takes writes.
+    fn check_writable(&self) -> Result<(), BrokerError> {
+        match self.wal.failure() {
+            Some(cause) => Err(BrokerError::StorageFailed(cause)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `records` as one batch. Once they are durable they are applied
+    /// and `finish` runs, with the state locked; its result is the answer.
+    /// Called with the state locked, so that log order is decision order.
+    fn submit<T: Send + 'static>(
+        &self,
+        core: &mut Core,
+        records: Vec<Record<'_>>,
+        finish: Finish<T>,
+    ) -> Pending<T> {
+        let mut batch = Batch::new();
+        let mut body = Vec::new();
+        for record in &records {
+            body.clear();
+            record.encode_into(&mut body);
+            if let Err(e) = batch.push(&body) {
+                return Pending::done(finish(core, Err(e.into())));
+            }
+        }
+        // Applying needs no payload: keep the index part only.
+        let kept: Vec<Record<'static>> = records.into_iter().map(Record::into_index).collect();
+        let (tx, rx) = oneshot::channel();
+        let shared = self.shared.clone();
+        let done = Box::new(move |result: Result<Vec<crate::wal::Position>, WalError>| {
+            let (answer, woken) = {
+                let mut core = shared.lock();
+                match result {
+                    Ok(positions) => {
+                        let wall = shared.clock.unix_ms();
+                        let touched: Vec<u32> = kept
+                            .iter()
+                            .zip(&positions)
+                            .filter_map(|(record, pos)| core.state.apply(record, pos, wall))
+                            .collect();
+                        let answer = finish(&mut core, Ok(()));
+                        (answer, core.ready_queues(touched))
+                    }
+                    Err(e) => (finish(&mut core, Err(e.into())), Vec::new()),
+                }
+            };
+            shared.wake(&woken);
+            let _asker_gone = tx.send(answer);
+        });
+        if let Err(refused) = self.wal.submit(batch, done) {
+            // `done` takes the state lock, which this thread holds: run it elsewhere.
+            let spawned = std::thread::Builder::new()
+                .name("broker-refused".into())
+                .spawn(move || (refused.done)(Err(refused.error)));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a thread to fail a refused write");
+            }
+        }
+        Pending::waiting(rx)
+    }
+}
+
+/// Checks a queue name against `[A-Za-z0-9_.-]{1,128}`.
+pub fn check_queue_name(name: &str) -> Result<(), BrokerError> {
+    let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(ok_char) {
+        return Err(BrokerError::invalid(
+            "queue",
+            "a queue name is 1 to 128 characters of A-Z, a-z, 0-9, '_', '.' and '-'",
+        ));
+    }
+    Ok(())
+}

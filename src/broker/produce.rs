@@ -1,0 +1,199 @@
+//! Enqueueing: validation, idempotency, the queue size limit, and the
+//! all-or-nothing write of a batch.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+
+use super::record::{Record, Stored};
+use super::{check_queue_name, Broker, BrokerError, Core, Pending};
+
+/// The longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 256;
+/// The longest delay: 30 days.
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// An event to enqueue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The payload as the exact JSON text received.
+    pub payload: Vec<u8>,
+    /// Headers as a JSON object's text; empty for none.
+    pub headers: Vec<u8>,
+    /// Not deliverable before now + this.
+    pub delay_ms: u64,
+    /// Same key on the same queue within the window: the first event's id, nothing stored.
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer for one enqueued event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The event's id (the first event's, for a duplicate).
+    pub id: u64,
+    /// True when the idempotency key named an earlier event and nothing was stored.
+    pub duplicate: bool,
+}
+
+/// An enqueue decided: written, or waiting for an enqueue of the same key.
+enum Attempt {
+    Submitted(Pending<Vec<Enqueued>>),
+    /// An earlier enqueue with one of the keys is being written; try again once it is done.
+    Wait(oneshot::Receiver<()>),
+}
+
+impl Broker {
+    /// Enqueues events on `queue` (created on first use), all or none.
+    pub async fn enqueue(
+        &self,
+        queue: &str,
+        events: &[NewEvent],
+    ) -> Result<Vec<Enqueued>, BrokerError> {
+        loop {
+            match self.try_enqueue(queue, events)? {
+                Attempt::Submitted(pending) => return pending.result().await,
+                Attempt::Wait(done) => {
+                    let _settled = done.await;
+                }
+            }
+        }
+    }
+
+    /// [`Broker::enqueue`] for plain threads.
+    pub fn enqueue_blocking(
+        &self,
+        queue: &str,
+        events: &[NewEvent],
+    ) -> Result<Vec<Enqueued>, BrokerError> {
+        loop {
+            match self.try_enqueue(queue, events)? {
+                Attempt::Submitted(pending) => return pending.wait(),
+                Attempt::Wait(done) => {
+                    let _settled = done.blocking_recv();
+                }
+            }
+        }
+    }
+
+    fn try_enqueue(&self, queue: &str, events: &[NewEvent]) -> Result<Attempt, BrokerError> {
+        check_queue_name(queue)?;
+        self.check_events(events)?;
+        self.check_writable()?;
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let q = core.state.intern(queue);
+        let mut answers = Vec::with_capacity(events.len());
+        let mut new_keys: HashMap<&str, u64> = HashMap::new();
+        let mut fresh = Vec::new();
+        core.next_id = core.next_id.max(core.state.next_id);
+        let first_id = core.next_id;
+        for event in events {
+            let Some(key) = event.idempotency_key.as_deref() else {
+                fresh.push(event);
+                answers.push((first_id + fresh.len() as u64 - 1, false));
+                continue;
+            };
+            if let Some(id) = core.state.idempotency.get(q, key, now.wall) {
+                answers.push((id, true));
+            } else if let Some(waiters) = core.pending_keys.get_mut(&(q, Box::from(key))) {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                return Ok(Attempt::Wait(rx));
+            } else if let Some(&id) = new_keys.get(key) {
+                answers.push((id, true));
+            } else {
+                fresh.push(event);
+                let id = first_id + fresh.len() as u64 - 1;
+                new_keys.insert(key, id);
+                answers.push((id, false));
+            }
+        }
+        let answers: Vec<Enqueued> = answers
+            .into_iter()
+            .map(|(id, duplicate)| Enqueued { id, duplicate })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(Attempt::Submitted(Pending::done(Ok(answers))));
+        }
+        let adding = fresh.len() as u64;
+        let pending = core.state.queues[q as usize].pending();
+        if pending + adding > self.limits.queue_max_size {
+            return Err(BrokerError::QueueFull {
+                queue: queue.to_string(),
+                pending,
+                adding,
+                max: self.limits.queue_max_size,
+            });
+        }
+        core.next_id += adding;
+        core.state.queues[q as usize].reserved += adding;
+        let keys: Vec<(u32, Box<str>)> = new_keys.keys().map(|k| (q, Box::from(*k))).collect();
+        for key in &keys {
+            core.pending_keys.insert(key.clone(), Vec::new());
+        }
+        let records = fresh
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                Record::Enqueue(Stored {
+                    id: first_id + i as u64,
+                    queue: Cow::Borrowed(queue),
+                    enqueued_at: now.wall,
+                    visible_at: now.wall + event.delay_ms,
+                    idempotency_key: event.idempotency_key.as_deref().map(Cow::Borrowed),
+                    headers: Cow::Borrowed(&event.headers),
+                    payload: Cow::Borrowed(&event.payload),
+                })
+            })
+            .collect();
+        let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
+            core.state.queues[q as usize].reserved -= adding;
+            for key in keys {
+                for waiter in core.pending_keys.remove(&key).unwrap_or_default() {
+                    let _gone = waiter.send(());
+                }
+            }
+            result.map(|()| answers)
+        });
+        Ok(Attempt::Submitted(self.submit(&mut core, records, finish)))
+    }
+
+    fn check_events(&self, events: &[NewEvent]) -> Result<(), BrokerError> {
+        let max_batch = self.limits.max_batch;
+        if events.is_empty() || events.len() > max_batch {
+            return Err(BrokerError::invalid(
+                "events",
+                format!(
+                    "a batch holds 1 to {max_batch} events, not {}",
+                    events.len()
+                ),
+            ));
+        }
+        for (i, event) in events.iter().enumerate() {
+            if event.payload.len() > self.limits.max_payload_bytes {
+                return Err(BrokerError::PayloadTooLarge {
+                    field: format!("events[{i}].payload"),
+                    len: event.payload.len(),
+                    max: self.limits.max_payload_bytes,
+                });
+            }
+            if event.delay_ms > MAX_DELAY_MS {
+                return Err(BrokerError::invalid(
+                    format!("events[{i}].delay_ms"),
+                    format!("at most {MAX_DELAY_MS} (30 days)"),
+                ));
+            }
+            if let Some(key) = &event.idempotency_key {
+                let chars = key.chars().count();
+                if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+                    return Err(BrokerError::invalid(
+                        format!("events[{i}].idempotency_key"),
+                        format!("1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not {chars}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! One named queue: the order in which its events become deliverable, and
+//! how many it holds in each state.
+//!
+//! The heaps hold `(time, id)` keys and are checked lazily: an entry whose
+//! event has since moved on is skipped when it comes to the top, so no state
+//! change ever has to search a heap.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Counts of a queue's events, and totals since the broker started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub name: String,
+    /// Deliverable now.
+    pub ready: u64,
+    /// Waiting for their visible time (a delay or a retry backoff).
+    pub delayed: u64,
+    /// Leased and not yet acked, nacked or expired.
+    pub in_flight: u64,
+    /// In the dead-letter queue.
+    pub dead: u64,
+    /// Events enqueued.
+    pub enqueued_total: u64,
+    /// Events acked.
+    pub acked_total: u64,
+    /// Events moved to the dead-letter queue.
+    pub dead_lettered_total: u64,
+    /// Deliveries (leases handed out).
+    pub delivered_total: u64,
+    /// Deliveries failed by a nack.
+    pub nacked_total: u64,
+    /// Deliveries failed by an expired lease.
+    pub expired_total: u64,
+    /// Dead events sent back to ready.
+    pub redriven_total: u64,
+}
+
+/// The status of an event, as its queue counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Visible now.
+    Ready,
+    /// Visible later.
+    Delayed,
+    /// Leased.
+    InFlight,
+    /// Leased, and an ack, nack or expiry of the lease is being written.
+    Settling,
+    /// In the dead-letter queue.
+    Dead,
+    /// Dead, and a redrive or purge is being written.
+    DeadSettling,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub name: Arc<str>,
+    /// Ready events by (visible time, id): FIFO order of becoming visible.
+    pub ready: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Delayed events by (visible time, id).
+    pub delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Leases by (deadline, id, serial).
+    pub deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    /// Dead events, by id for paging.
+    pub dead: BTreeSet<u64>,
+    /// Events not yet applied whose enqueue is being written.
+    pub reserved: u64,
+    pub stats: QueueStats,
+}
+
+impl Queue {
+    pub fn new(name: Arc<str>) -> Self {
+        Queue {
+            stats: QueueStats {
+                name: name.to_string(),
+                ..QueueStats::default()
+            },
+            name,
+            ready: BinaryHeap::new(),
+            delayed: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
+            dead: BTreeSet::new(),
+            reserved: 0,
+        }
+    }
+
+    /// Events that count against `QUEUE_MAX_SIZE`: not yet acked, not dead.
+    pub fn pending(&self) -> u64 {
+        self.stats.ready + self.stats.delayed + self.stats.in_flight + self.reserved
+    }
+
+    /// Adjusts the counts for an event leaving `from` (if any) and entering `to` (if any).
+    pub fn count(&mut self, from: Option<Status>, to: Option<Status>) {
+        if let Some(from) = from {
+            *self.counter(from) -= 1;
+        }
+        if let Some(to) = to {
+            *self.counter(to) += 1;
+        }
+    }
+
+    fn counter(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Ready => &mut self.stats.ready,
+            Status::Delayed => &mut self.stats.delayed,
+            Status::InFlight | Status::Settling => &mut self.stats.in_flight,
+            Status::Dead | Status::DeadSettling => &mut self.stats.dead,
+        }
+    }
+
+    /// Drops stale lease entries once they outnumber live leases, so a queue
+    /// whose leases are acked long before their deadline keeps a small heap.
+    pub fn compact_deadlines(&mut self, live: impl Fn(u64, u64) -> bool) {
+        if self.deadlines.len() > 1024 && self.deadlines.len() as u64 > 4 * self.stats.in_flight {
+            self.deadlines
+                .retain(|Reverse((_, id, serial))| live(*id, *serial));
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The reaper step: expired leases become failed deliveries, due delayed
+//! events become ready, idempotency keys past their window are forgotten.
+//! A task calls it every `REAPER_INTERVAL_MS` or at the next due moment.
+
+use std::time::Instant;
+
+use super::consume::Failure;
+use super::queue::Status;
+use super::{Broker, BrokerError, Core, Pending};
+
+/// What one reaper step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Leases that had expired and were failed.
+    pub expired: usize,
+    /// Delayed events made ready.
+    pub promoted: usize,
+    /// The next moment a lease expires or a delayed event is due, on the broker's clock.
+    pub next_due: Option<Instant>,
+}
+
+/// The error recorded for a delivery whose lease ran out.
+pub const LEASE_EXPIRED: &str = "lease expired";
+
+impl Broker {
+    /// Runs one reaper step; the answer comes once the failures are durable.
+    pub fn reap(&self) -> Pending<ReapReport> {
+        let now = self.shared.now();
+        let mut core = self.shared.lock();
+        let mut promoted = 0;
+        let mut woken = Vec::new();
+        for q in 0..core.state.queues.len() as u32 {
+            let n = core.state.promote(q, now.wall);
+            if n > 0 {
+                promoted += n;
+                woken.push(q);
+            }
+        }
+        core.state.idempotency.expire(now.wall);
+        let woken = core.ready_queues(woken);
+        self.shared.wake(&woken);
+        if let Err(e) = self.check_writable() {
+            return Pending::done(Err(e));
+        }
+        let expired = core.state.expire(now.mono);
+        let next_due = core.state.next_due(now);
+        let report = ReapReport {
+            expired: expired.len(),
+            promoted,
+            next_due,
+        };
+        if expired.is_empty() {
+            return Pending::done(Ok(report));
+        }
+        let records = expired
+            .iter()
+            .map(|&(id, failures_before)| {
+                let failure = Failure {
+                    id,
+                    failures_before,
+                    delay_ms: None,
+                    error: Some(LEASE_EXPIRED),
+                };
+                self.failure_record(&failure, now)
+            })
+            .collect();
+        let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
+            for (id, _) in &expired {
+                if result.is_err() {
+                    // Still expired: the next step tries again.
+                    core.state.set_status(*id, Status::InFlight);
+                } else if let Some(event) = core.state.events.get(id) {
+                    let q = event.queue as usize;
+                    core.state.queues[q].stats.expired_total += 1;
+                }
+            }
+            result.map(|()| report)
+        });
+        self.submit(&mut core, records, finish)
+    }
+}

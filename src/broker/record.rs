@@ -1,0 +1,288 @@
+//! The broker's log records: what each state change writes, so that replay
+//! through [`State::apply`](super::state::State::apply) rebuilds the queues.
+//!
+//! A record body is one version byte followed by the postcard encoding of
+//! [`Record`]. Strings and payloads borrow from the bytes they are decoded
+//! from, so reading a payload back out of a mapped segment copies nothing.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// Version byte in front of every record body.
+pub const RECORD_VERSION: u8 = 1;
+
+/// A state change of the broker, as logged.
+///
+/// FORMAT: append variants only; never change or reorder the fields of a
+/// variant, since postcard encodes variants by index and fields by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record<'a> {
+    /// A new event.
+    Enqueue(#[serde(borrow)] Stored<'a>),
+    /// Events acknowledged: they are gone.
+    Ack {
+        /// The events.
+        ids: Vec<u64>,
+    },
+    /// A failed delivery that will be retried.
+    Fail {
+        /// The event.
+        id: u64,
+        /// Failures so far, this one included.
+        failures: u32,
+        /// When the event is visible again (Unix ms).
+        visible_at: u64,
+        /// Why it failed.
+        #[serde(borrow)]
+        error: Option<Cow<'a, str>>,
+    },
+    /// A failed delivery that moves the event to its queue's dead-letter queue.
+    Dead {
+        /// The event.
+        id: u64,
+        /// Failures so far, this one included.
+        failures: u32,
+        /// When it died (Unix ms).
+        dead_at: u64,
+        /// Why the last delivery failed.
+        #[serde(borrow)]
+        error: Option<Cow<'a, str>>,
+    },
+    /// Dead events back to ready with their failures forgotten.
+    Redrive {
+        /// The events.
+        ids: Vec<u64>,
+        /// When they become visible (Unix ms).
+        at: u64,
+    },
+    /// Dead events deleted.
+    Purge {
+        /// The events.
+        ids: Vec<u64>,
+    },
+    /// A live event copied forward so that the segment holding its older
+    /// copy can be deleted; carries the event's whole current state.
+    Relocated {
+        /// The event as enqueued.
+        #[serde(borrow)]
+        event: Stored<'a>,
+        /// Failures so far.
+        failures: u32,
+        /// When it died (Unix ms), if it is dead.
+        dead_at: Option<u64>,
+        /// Why its last delivery failed, if one did.
+        #[serde(borrow)]
+        last_error: Option<Cow<'a, str>>,
+    },
+}
+
+/// An event as enqueued: everything a delivery shows besides its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored<'a> {
+    /// Global event id.
+    pub id: u64,
+    /// Queue name.
+    #[serde(borrow)]
+    pub queue: Cow<'a, str>,
+    /// When it was enqueued (Unix ms).
+    pub enqueued_at: u64,
+    /// When it is first visible (Unix ms).
+    pub visible_at: u64,
+    /// The producer's idempotency key.
+    #[serde(borrow)]
+    pub idempotency_key: Option<Cow<'a, str>>,
+    /// Headers as the JSON object text received; empty when there were none.
+    #[serde(borrow)]
+    pub headers: Cow<'a, [u8]>,
+    /// The payload as the exact JSON text received.
+    #[serde(borrow)]
+    pub payload: Cow<'a, [u8]>,
+}
+
+/// Why a record body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The body is empty.
+    #[error("empty record")]
+    Empty,
+    /// The version byte is one this build does not know.
+    #[error(
+        "record format version {0} is not supported (this build reads version {RECORD_VERSION})"
+    )]
+    Version(u8),
+    /// An event's position names a record that is not an enqueue or relocation.
+    #[error("the record is not an event")]
+    NotAnEvent,
+    /// The bytes after the version are not a record.
+    #[error("undecodable record: {0}")]
+    Postcard(#[from] postcard::Error),
+}
+
+fn owned(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+    s.map(|s| Cow::Owned(s.into_owned()))
+}
+
+impl Stored<'_> {
+    fn into_index(self) -> Stored<'static> {
+        Stored {
+            id: self.id,
+            queue: Cow::Owned(self.queue.into_owned()),
+            enqueued_at: self.enqueued_at,
+            visible_at: self.visible_at,
+            idempotency_key: owned(self.idempotency_key),
+            headers: Cow::Borrowed(&[]),
+            payload: Cow::Borrowed(&[]),
+        }
+    }
+}
+
+impl Record<'_> {
+    /// The record without headers and payload, which applying it does not
+    /// need: what the live path keeps until the record is durable.
+    pub fn into_index(self) -> Record<'static> {
+        match self {
+            Record::Enqueue(event) => Record::Enqueue(event.into_index()),
+            Record::Ack { ids } => Record::Ack { ids },
+            Record::Fail {
+                id,
+                failures,
+                visible_at,
+                error,
+            } => Record::Fail {
+                id,
+                failures,
+                visible_at,
+                error: owned(error),
+            },
+            Record::Dead {
+                id,
+                failures,
+                dead_at,
+                error,
+            } => Record::Dead {
+                id,
+                failures,
+                dead_at,
+                error: owned(error),
+            },
+            Record::Redrive { ids, at } => Record::Redrive { ids, at },
+            Record::Purge { ids } => Record::Purge { ids },
+            Record::Relocated {
+                event,
+                failures,
+                dead_at,
+                last_error,
+            } => Record::Relocated {
+                event: event.into_index(),
+                failures,
+                dead_at,
+                last_error: owned(last_error),
+            },
+        }
+    }
+
+    /// Appends the version byte and the record to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(RECORD_VERSION);
+        // Serialising into a Vec cannot fail: every field type is supported.
+        let encoded =
+            postcard::to_extend(self, std::mem::take(out)).expect("a record always serialises");
+        *out = encoded;
+    }
+
+    /// The version byte and the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+/// Reads a record body, borrowing strings and payloads from it.
+pub fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let (&version, rest) = body.split_first().ok_or(DecodeError::Empty)?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let (record, left) = postcard::take_from_bytes(rest)?;
+    if !left.is_empty() {
+        return Err(DecodeError::Postcard(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> Stored<'static> {
+        Stored {
+            id: 7,
+            queue: "orders".into(),
+            enqueued_at: 1_700_000_000_000,
+            visible_at: 1_700_000_000_500,
+            idempotency_key: Some("order-42".into()),
+            headers: Cow::Borrowed(br#"{"k":"v"}"#),
+            payload: Cow::Borrowed(br#"{"any": [1, 2.50, "json"]}"#),
+        }
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        let records = [
+            Record::Enqueue(stored()),
+            Record::Ack { ids: vec![1, 2, 3] },
+            Record::Fail {
+                id: 7,
+                failures: 2,
+                visible_at: 99,
+                error: Some("downstream 503".into()),
+            },
+            Record::Dead {
+                id: 7,
+                failures: 11,
+                dead_at: 100,
+                error: None,
+            },
+            Record::Redrive {
+                ids: vec![7],
+                at: 5,
+            },
+            Record::Purge { ids: vec![] },
+            Record::Relocated {
+                event: stored(),
+                failures: 3,
+                dead_at: Some(4),
+                last_error: Some("lease expired".into()),
+            },
+        ];
+        for record in records {
+            let body = record.encode();
+            assert_eq!(decode(&body).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn payload_is_borrowed_from_the_body_byte_for_byte() {
+        let body = Record::Enqueue(stored()).encode();
+        let Record::Enqueue(event) = decode(&body).unwrap() else {
+            panic!("not an enqueue");
+        };
+        assert!(matches!(event.payload, Cow::Borrowed(_)));
+        assert_eq!(&*event.payload, br#"{"any": [1, 2.50, "json"]}"#);
+    }
+
+    #[test]
+    fn unknown_version_and_trailing_bytes_are_refused() {
+        let mut body = Record::Ack { ids: vec![1] }.encode();
+        body[0] = 9;
+        assert_eq!(decode(&body), Err(DecodeError::Version(9)));
+        let mut body = Record::Ack { ids: vec![1] }.encode();
+        body.push(0);
+        assert!(matches!(decode(&body), Err(DecodeError::Postcard(_))));
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+    }
+}

@@ -1,0 +1,577 @@
+//! The broker's in-memory state: an index of every live event (where its
+//! record is, its status, failures and visible time), the queues' orders,
+//! leases and idempotency keys. No payload is kept here.
+//!
+//! [`State::apply`] is the one way a logged record changes the state: the
+//! live path calls it once a record is durable, and recovery calls it for
+//! every record in the log. Everything else here changes only what is not
+//! logged (leases) or marks an event while a change to it is being written.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::idempotency::Idempotency;
+use super::lease::{Receipt, ReceiptStatus};
+use super::queue::{Queue, QueueStats, Status};
+use super::record::{Record, Stored};
+use crate::wal::Position;
+
+/// A moment, on both clocks: monotonic for leases, wall time for what is
+/// logged or shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub mono: Instant,
+    /// Wall time in Unix ms.
+    pub wall: u64,
+}
+
+/// One event in the index. Fields are flat so the struct stays at 40 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Event {
+    /// Segment and offset of the event's newest full record (enqueue or relocation).
+    pub segment: u64,
+    pub offset: u64,
+    /// Visible time while waiting, death time when dead (Unix ms).
+    pub time: u64,
+    pub len: u32,
+    pub failures: u32,
+    pub queue: u32,
+    pub status: Status,
+}
+
+impl Event {
+    pub fn position(&self) -> (u64, u64, u32) {
+        (self.segment, self.offset, self.len)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    pub serial: u64,
+    pub deadline: Instant,
+    pub expires_wall: u64,
+}
+
+/// Live full records in one segment: what cleanup has to relocate to delete it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Events whose newest full record is in the segment.
+    pub events: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A delivery decided by [`State::lease`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leased {
+    pub event: Event,
+    pub id: u64,
+    pub receipt: Receipt,
+    pub expires_wall: u64,
+}
+
+/// What a test or status page sees of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventView {
+    /// Event id.
+    pub id: u64,
+    /// Where it is in its lifecycle.
+    pub status: ViewStatus,
+    /// Failed deliveries so far.
+    pub failures: u32,
+    /// Visible time while waiting, death time when dead (Unix ms); 0 in flight.
+    pub time: u64,
+}
+
+/// [`Status`] without the transient states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ViewStatus {
+    /// Waiting to be visible or visible (ready and delayed alike).
+    Waiting,
+    /// Leased.
+    InFlight,
+    /// Dead-lettered.
+    Dead,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub queues: Vec<Queue>,
+    by_name: HashMap<Arc<str>, u32>,
+    pub events: HashMap<u64, Event>,
+    /// Last error of events whose last delivery failed with one.
+    pub errors: HashMap<u64, Box<str>>,
+    pub leases: HashMap<u64, Lease>,
+    live: BTreeMap<u64, Live>,
+    pub idempotency: Idempotency,
+    /// One past the highest id ever applied.
+    pub next_id: u64,
+    next_serial: u64,
+}
+
+impl State {
+    pub fn new(idempotency_window_ms: u64, first_serial: u64) -> Self {
+        State {
+            queues: Vec::new(),
+            by_name: HashMap::new(),
+            events: HashMap::new(),
+            errors: HashMap::new(),
+            leases: HashMap::new(),
+            live: BTreeMap::new(),
+            idempotency: Idempotency::new(idempotency_window_ms),
+            next_id: 0,
+            next_serial: first_serial,
+        }
+    }
+
+    pub fn queue_id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The queue's index, creating the queue on first use.
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(q) = self.queue_id(name) {
+            return q;
+        }
+        let name: Arc<str> = Arc::from(name);
+        let q = self.queues.len() as u32;
+        self.queues.push(Queue::new(name.clone()));
+        self.by_name.insert(name, q);
+        q
+    }
+
+    /// Applies a durable record found at `pos`; returns the queue it changed.
+    pub fn apply(&mut self, record: &Record<'_>, pos: &Position, now: u64) -> Option<u32> {
+        match record {
+            Record::Enqueue(stored) => self.apply_stored(stored, pos, None, now),
+            Record::Ack { ids } => self.remove_all(ids, |s| Some(&mut s.acked_total)),
+            Record::Purge { ids } => self.remove_all(ids, |_| None),
+            Record::Fail {
+                id,
+                failures,
+                visible_at,
+                error,
+            } => {
+                let q = self.fail(*id, *failures, *visible_at, now)?;
+                self.set_error(*id, error.as_deref());
+                Some(q)
+            }
+            Record::Dead {
+                id,
+                failures,
+                dead_at,
+                error,
+            } => {
+                let q = self.kill(*id, *failures, *dead_at)?;
+                self.set_error(*id, error.as_deref());
+                Some(q)
+            }
+            Record::Redrive { ids, at } => {
+                let mut touched = None;
+                for id in ids {
+                    if self.events.get(id).map(|e| e.status) != Some(Status::Dead)
+                        && self.events.get(id).map(|e| e.status) != Some(Status::DeadSettling)
+                    {
+                        continue;
+                    }
+                    let q = self.fail(*id, 0, *at, now)?;
+                    self.errors.remove(id);
+                    self.queues[q as usize].stats.redriven_total += 1;
+                    touched = Some(q);
+                }
+                touched
+            }
+            Record::Relocated {
+                event,
+                failures,
+                dead_at,
+                last_error,
+            } => {
+                let copy = Relocation {
+                    failures: *failures,
+                    dead_at: *dead_at,
+                    last_error: last_error.as_deref(),
+                };
+                self.apply_stored(event, pos, Some(copy), now)
+            }
+        }
+    }
+
+    fn apply_stored(
+        &mut self,
+        stored: &Stored<'_>,
+        pos: &Position,
+        relocated: Option<Relocation<'_>>,
+        now: u64,
+    ) -> Option<u32> {
+        if let Some(event) = self.events.get_mut(&stored.id) {
+            // A relocation of a live event: only where its record is changes.
+            let old = (event.segment, event.len);
+            event.segment = pos.segment;
+            event.offset = pos.offset;
+            event.len = pos.len;
+            let q = event.queue;
+            self.unlive(old.0, old.1);
+            self.add_live(pos.segment, pos.len);
+            return Some(q);
+        }
+        let q = self.intern(&stored.queue);
+        let Relocation {
+            failures,
+            dead_at,
+            last_error,
+        } = relocated.unwrap_or_default();
+        let (status, time) = match dead_at {
+            Some(at) => (Status::Dead, at),
+            None => (waiting_status(stored.visible_at, now), stored.visible_at),
+        };
+        let event = Event {
+            segment: pos.segment,
+            offset: pos.offset,
+            time,
+            len: pos.len,
+            failures,
+            queue: q,
+            status,
+        };
+        self.events.insert(stored.id, event);
+        self.queues[q as usize].count(None, Some(status));
+        self.push(stored.id, &event);
+        self.add_live(pos.segment, pos.len);
+        self.set_error(stored.id, last_error);
+        if let Some(key) = &stored.idempotency_key {
+            self.idempotency
+                .insert(q, key, stored.id, stored.enqueued_at, now);
+        }
+        self.next_id = self.next_id.max(stored.id + 1);
+        if relocated.is_none() {
+            self.queues[q as usize].stats.enqueued_total += 1;
+        }
+        Some(q)
+    }
+
+    fn remove_all(
+        &mut self,
+        ids: &[u64],
+        total: fn(&mut QueueStats) -> Option<&mut u64>,
+    ) -> Option<u32> {
+        let mut touched = None;
+        for id in ids {
+            if let Some(event) = self.remove(*id) {
+                let q = event.queue;
+                if let Some(counter) = total(&mut self.queues[q as usize].stats) {
+                    *counter += 1;
+                }
+                touched = Some(q);
+            }
+        }
+        touched
+    }
+
+    /// Takes an event out of the index.
+    fn remove(&mut self, id: u64) -> Option<Event> {
+        let event = self.events.remove(&id)?;
+        let queue = &mut self.queues[event.queue as usize];
+        queue.count(Some(event.status), None);
+        queue.dead.remove(&id);
+        self.unlive(event.segment, event.len);
+        self.errors.remove(&id);
+        self.leases.remove(&id);
+        Some(event)
+    }
+
+    /// Makes an event wait for `visible_at` after `failures` failures.
+    fn fail(&mut self, id: u64, failures: u32, visible_at: u64, now: u64) -> Option<u32> {
+        let event = self.events.get_mut(&id)?;
+        event.failures = failures;
+        event.time = visible_at;
+        let event = *event;
+        self.leases.remove(&id);
+        self.set_status(id, waiting_status(visible_at, now));
+        Some(event.queue)
+    }
+
+    fn kill(&mut self, id: u64, failures: u32, dead_at: u64) -> Option<u32> {
+        let event = self.events.get_mut(&id)?;
+        event.failures = failures;
+        event.time = dead_at;
+        let q = event.queue;
+        self.leases.remove(&id);
+        self.set_status(id, Status::Dead);
+        self.queues[q as usize].stats.dead_lettered_total += 1;
+        Some(q)
+    }
+
+    fn set_error(&mut self, id: u64, error: Option<&str>) {
+        match error {
+            Some(e) => {
+                self.errors.insert(id, Box::from(e));
+            }
+            None => {
+                self.errors.remove(&id);
+            }
+        }
+    }
+
+    /// Moves an event to `to`, keeping counts, heaps and the dead set in step.
+    pub fn set_status(&mut self, id: u64, to: Status) {
+        let Some(event) = self.events.get_mut(&id) else {
+            return;
+        };
+        let from = event.status;
+        event.status = to;
+        let event = *event;
+        let queue = &mut self.queues[event.queue as usize];
+        queue.count(Some(from), Some(to));
+        if matches!(from, Status::Dead | Status::DeadSettling)
+            && !matches!(to, Status::Dead | Status::DeadSettling)
+        {
+            queue.dead.remove(&id);
+        }
+        self.push(id, &event);
+    }
+
+    /// Puts an event where its status says it belongs.
+    fn push(&mut self, id: u64, event: &Event) {
+        let queue = &mut self.queues[event.queue as usize];
+        match event.status {
+            Status::Ready => queue.ready.push(Reverse((event.time, id))),
+            Status::Delayed => queue.delayed.push(Reverse((event.time, id))),
+            Status::Dead => {
+                queue.dead.insert(id);
+            }
+            Status::InFlight => {
+                if let Some(lease) = self.leases.get(&id) {
+                    queue
+                        .deadlines
+                        .push(Reverse((lease.deadline, id, lease.serial)));
+                }
+            }
+            Status::Settling | Status::DeadSettling => {}
+        }
+    }
+
+    fn add_live(&mut self, segment: u64, len: u32) {
+        let live = self.live.entry(segment).or_default();
+        live.events += 1;
+        live.bytes += u64::from(len);
+    }
+
+    fn unlive(&mut self, segment: u64, len: u32) {
+        if let Some(live) = self.live.get_mut(&segment) {
+            live.events -= 1;
+            live.bytes -= u64::from(len);
+            if live.events == 0 {
+                self.live.remove(&segment);
+            }
+        }
+    }
+
+    /// Live events whose newest record is in `segment`.
+    pub fn live_in(&self, segment: u64) -> Live {
+        self.live.get(&segment).copied().unwrap_or_default()
+    }
+
+    /// Ids of the events whose newest record is in `segment`.
+    pub fn events_in(&self, segment: u64) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .events
+            .iter()
+            .filter(|(_, e)| e.segment == segment)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Makes due delayed events of queue `q` ready; how many became ready.
+    pub fn promote(&mut self, q: u32, now: u64) -> usize {
+        let mut promoted = 0;
+        loop {
+            let queue = &mut self.queues[q as usize];
+            let Some(&Reverse((time, id))) = queue.delayed.peek() else {
+                return promoted;
+            };
+            if time > now {
+                return promoted;
+            }
+            queue.delayed.pop();
+            let current = self.events.get(&id);
+            if current.is_some_and(|e| e.status == Status::Delayed && e.time == time) {
+                self.set_status(id, Status::Ready);
+                promoted += 1;
+            }
+        }
+    }
+
+    /// Leases up to `max` ready events of queue `q`, oldest visible first.
+    pub fn lease(&mut self, q: u32, max: usize, timeout: Duration, now: Now) -> Vec<Leased> {
+        self.promote(q, now.wall);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(Reverse((time, id))) = self.queues[q as usize].ready.pop() else {
+                break;
+            };
+            let Some(event) = self.events.get(&id).copied() else {
+                continue;
+            };
+            if event.status != Status::Ready || event.time != time {
+                continue;
+            }
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            let lease = Lease {
+                serial,
+                deadline: now.mono + timeout,
+                expires_wall: now.wall + timeout.as_millis() as u64,
+            };
+            self.leases.insert(id, lease);
+            self.set_status(id, Status::InFlight);
+            self.queues[q as usize].stats.delivered_total += 1;
+            out.push(Leased {
+                event,
+                id,
+                receipt: Receipt { id, serial },
+                expires_wall: lease.expires_wall,
+            });
+        }
+        out
+    }
+
+    /// Why `receipt` does not name a current lease in queue `q`, if it does not.
+    pub fn check_receipt(&self, q: u32, receipt: &Receipt) -> ReceiptStatus {
+        match self.events.get(&receipt.id) {
+            Some(e) if e.queue != q => ReceiptStatus::NotFound,
+            Some(e) if e.status == Status::InFlight => match self.leases.get(&receipt.id) {
+                Some(lease) if lease.serial == receipt.serial => ReceiptStatus::Ok,
+                _ => ReceiptStatus::LeaseLost,
+            },
+            Some(_) => ReceiptStatus::LeaseLost,
+            // Gone: acked or purged, if it was ever there.
+            None if receipt.id < self.next_id => ReceiptStatus::LeaseLost,
+            None => ReceiptStatus::NotFound,
+        }
+    }
+
+    /// Gives a current lease a new deadline.
+    pub fn extend(
+        &mut self,
+        q: u32,
+        receipt: &Receipt,
+        timeout: Duration,
+        now: Now,
+    ) -> ReceiptStatus {
+        let status = self.check_receipt(q, receipt);
+        if status == ReceiptStatus::Ok {
+            let lease = Lease {
+                serial: receipt.serial,
+                deadline: now.mono + timeout,
+                expires_wall: now.wall + timeout.as_millis() as u64,
+            };
+            self.leases.insert(receipt.id, lease);
+            self.queues[q as usize].deadlines.push(Reverse((
+                lease.deadline,
+                receipt.id,
+                receipt.serial,
+            )));
+        }
+        status
+    }
+
+    /// Takes every lease past its deadline: the events are marked settling
+    /// while their failure is written. Returns (id, failures before this one).
+    pub fn expire(&mut self, now: Instant) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        for q in 0..self.queues.len() {
+            loop {
+                let queue = &mut self.queues[q];
+                let Some(&Reverse((deadline, id, serial))) = queue.deadlines.peek() else {
+                    break;
+                };
+                if deadline > now {
+                    break;
+                }
+                queue.deadlines.pop();
+                if self.is_current_lease(id, serial, deadline) {
+                    self.set_status(id, Status::Settling);
+                    out.push((id, self.events[&id].failures));
+                }
+            }
+            let (leases, events) = (&self.leases, &self.events);
+            self.queues[q].compact_deadlines(|id, serial| {
+                leases.get(&id).is_some_and(|l| l.serial == serial)
+                    && events
+                        .get(&id)
+                        .is_some_and(|e| e.status == Status::InFlight)
+            });
+        }
+        out
+    }
+
+    fn is_current_lease(&self, id: u64, serial: u64, deadline: Instant) -> bool {
+        let in_flight = self
+            .events
+            .get(&id)
+            .is_some_and(|e| e.status == Status::InFlight);
+        let lease = self.leases.get(&id);
+        in_flight && lease.is_some_and(|l| l.serial == serial && l.deadline == deadline)
+    }
+
+    /// The next moment a lease expires or a delayed event becomes due.
+    pub fn next_due(&self, now: Now) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        for queue in &self.queues {
+            if let Some(Reverse((deadline, _, _))) = queue.deadlines.peek() {
+                consider(*deadline);
+            }
+            if let Some(Reverse((time, _))) = queue.delayed.peek() {
+                consider(now.mono + Duration::from_millis(time.saturating_sub(now.wall)));
+            }
+        }
+        next
+    }
+
+    /// Every event of queue `q`, by id.
+    pub fn contents(&self, q: u32) -> Vec<EventView> {
+        let mut out: Vec<EventView> = self
+            .events
+            .iter()
+            .filter(|(_, e)| e.queue == q)
+            .map(|(&id, e)| EventView {
+                id,
+                status: match e.status {
+                    Status::Ready | Status::Delayed => ViewStatus::Waiting,
+                    Status::InFlight | Status::Settling => ViewStatus::InFlight,
+                    Status::Dead | Status::DeadSettling => ViewStatus::Dead,
+                },
+                failures: e.failures,
+                time: match e.status {
+                    Status::InFlight | Status::Settling => 0,
+                    _ => e.time,
+                },
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// The state a relocated record carries besides the event itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct Relocation<'a> {
+    failures: u32,
+    dead_at: Option<u64>,
+    last_error: Option<&'a str>,
+}
+
+fn waiting_status(visible_at: u64, now: u64) -> Status {
+    if visible_at <= now {
+        Status::Ready
+    } else {
+        Status::Delayed
+    }
+}

@@ -1,0 +1,136 @@
+//! A broker in a temporary directory on a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_broker::broker::{Broker, BrokerOptions, Delivery, Limits, NewEvent, ReceiptStatus};
+use event_broker::clock::ManualClock;
+use event_broker::wal::{FsyncPolicy, WalOptions};
+use tempfile::TempDir;
+
+/// Wall time the test clocks start at: 2023-11-14T22:13:20Z.
+pub const START_MS: u64 = 1_700_000_000_000;
+
+/// Limits for tests: small numbers that are easy to reason about, jitter seeded.
+pub fn limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.backoff.seed = 7;
+    limits
+}
+
+/// A broker whose directory and clock outlive restarts.
+pub struct TestBroker {
+    pub dir: TempDir,
+    pub clock: Arc<ManualClock>,
+    pub broker: Broker,
+    pub limits: Limits,
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+}
+
+impl TestBroker {
+    /// Default limits (jitter seeded), 1 MiB segments, no fsync (tests run on tmpfs-like speed).
+    pub fn new() -> Self {
+        Self::with(limits(), 1 << 20, FsyncPolicy::Never)
+    }
+
+    /// A broker with the given limits, segment size and fsync policy.
+    pub fn with(limits: Limits, segment_bytes: u64, fsync: FsyncPolicy) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let broker = open(dir.path(), &clock, &limits, segment_bytes, fsync);
+        TestBroker {
+            dir,
+            clock,
+            broker,
+            limits,
+            segment_bytes,
+            fsync,
+        }
+    }
+
+    /// Closes the broker and opens it again on the same directory and clock.
+    pub fn restart(&mut self) {
+        self.broker.close().expect("close");
+        let fresh = open(
+            self.dir.path(),
+            &self.clock,
+            &self.limits,
+            self.segment_bytes,
+            self.fsync,
+        );
+        self.broker = fresh;
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.clock.advance(Duration::from_millis(ms));
+    }
+
+    /// Enqueues one event; its id.
+    pub fn enqueue(&self, queue: &str, event: NewEvent) -> u64 {
+        self.broker
+            .enqueue_blocking(queue, &[event])
+            .expect("enqueue")[0]
+            .id
+    }
+
+    /// Leases up to `max` with the default visibility timeout.
+    pub fn lease(&self, queue: &str, max: usize) -> Vec<Delivery> {
+        self.broker.lease(queue, max, None).expect("lease")
+    }
+
+    /// Acks one delivery; its status.
+    pub fn ack(&self, queue: &str, d: &Delivery) -> ReceiptStatus {
+        self.broker
+            .ack(queue, &[d.receipt.to_string()])
+            .expect("ack accepted")
+            .wait()
+            .expect("ack written")[0]
+            .status
+    }
+
+    /// Nacks one delivery with the event's backoff; its status.
+    pub fn nack(&self, queue: &str, d: &Delivery, error: Option<&str>) -> ReceiptStatus {
+        self.broker
+            .nack(queue, &[d.receipt.to_string()], None, error)
+            .expect("nack accepted")
+            .wait()
+            .expect("nack written")[0]
+            .status
+    }
+}
+
+impl Default for TestBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An event with a JSON payload.
+pub fn event(payload: &str) -> NewEvent {
+    NewEvent {
+        payload: payload.as_bytes().to_vec(),
+        ..NewEvent::default()
+    }
+}
+
+fn open(
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    limits: &Limits,
+    segment_bytes: u64,
+    fsync: FsyncPolicy,
+) -> Broker {
+    let wal = WalOptions {
+        segment_bytes,
+        fsync,
+        ..WalOptions::new(dir)
+    };
+    let options = BrokerOptions {
+        wal,
+        limits: limits.clone(),
+        clock: clock.clone(),
+    };
+    Broker::open(options).expect("open broker").0
+}
