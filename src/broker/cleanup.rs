@@ -2,7 +2,9 @@
 //! is ever deleted (prefix truncation, so a record that cancels an event never
 //! goes before the event's own record). Once it holds no live event it goes;
 //! when it holds only a few, they are first copied forward as relocated
-//! records carrying their current state.
+//! records carrying their current state. A segment that holds an
+//! idempotency key still in its window stays until the window closes, so
+//! that a restart still knows the key.
 
 use std::borrow::Cow;
 
@@ -56,7 +58,22 @@ impl Broker {
                     return Ok(report);
                 }
             }
+            let (keys_until, now) = {
+                let core = self.shared.lock();
+                (
+                    core.state.keys_until(oldest.first_seq),
+                    self.shared.clock.unix_ms(),
+                )
+            };
+            if keys_until > now {
+                // A restart must still find the idempotency keys enqueued there.
+                return Ok(report);
+            }
             report.deleted += self.wal.delete_before(next.first_seq)?;
+            self.shared
+                .lock()
+                .state
+                .forget_segments_before(next.first_seq);
         }
     }
 

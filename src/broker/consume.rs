@@ -209,7 +209,8 @@ impl Broker {
             .map(|text| {
                 let status = match (q, text.parse::<Receipt>()) {
                     (Some(q), Ok(receipt)) => core.state.extend(q, &receipt, timeout, now),
-                    _ => ReceiptStatus::NotFound,
+                    (None, Ok(receipt)) => core.state.check_receipt(None, &receipt),
+                    (_, Err(_)) => ReceiptStatus::NotFound,
                 };
                 ReceiptResult {
                     receipt: text.clone(),
@@ -249,9 +250,9 @@ impl Broker {
         let results: Vec<ReceiptResult> = receipts
             .iter()
             .map(|text| {
-                let status = match (q, text.parse::<Receipt>()) {
-                    (Some(q), Ok(receipt)) => core.state.check_receipt(q, &receipt),
-                    _ => ReceiptStatus::NotFound,
+                let status = match text.parse::<Receipt>() {
+                    Ok(receipt) => core.state.check_receipt(q, &receipt),
+                    Err(_) => ReceiptStatus::NotFound,
                 };
                 if let (ReceiptStatus::Ok, Ok(receipt)) = (status, text.parse::<Receipt>()) {
                     core.state.set_status(receipt.id, Status::Settling);

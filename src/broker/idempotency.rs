@@ -21,6 +21,11 @@ impl Idempotency {
         }
     }
 
+    /// How long a key names its event.
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
+    }
+
     /// The event a key names, if its window is still open.
     pub fn get(&self, queue: u32, key: &str, now: u64) -> Option<u64> {
         // A tuple key cannot be looked up by borrowed parts; keys are short.

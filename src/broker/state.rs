@@ -106,6 +106,9 @@ pub(crate) struct State {
     pub errors: HashMap<u64, Box<str>>,
     pub leases: HashMap<u64, Lease>,
     live: BTreeMap<u64, Live>,
+    /// Per segment, until when an idempotency key enqueued in it is in its
+    /// window (Unix ms): the segment must stay so a restart still knows the key.
+    keys_until: BTreeMap<u64, u64>,
     pub idempotency: Idempotency,
     /// One past the highest id ever applied.
     pub next_id: u64,
@@ -121,6 +124,7 @@ impl State {
             errors: HashMap::new(),
             leases: HashMap::new(),
             live: BTreeMap::new(),
+            keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),
             next_id: 0,
             next_serial: first_serial,
@@ -245,6 +249,11 @@ impl State {
         if let Some(key) = &stored.idempotency_key {
             self.idempotency
                 .insert(q, key, stored.id, stored.enqueued_at, now);
+            let until = stored
+                .enqueued_at
+                .saturating_add(self.idempotency.window_ms());
+            let kept = self.keys_until.entry(pos.segment).or_default();
+            *kept = (*kept).max(until);
         }
         self.next_id = self.next_id.max(stored.id + 1);
         if relocated.is_none() {
@@ -375,6 +384,16 @@ impl State {
         self.live.get(&segment).copied().unwrap_or_default()
     }
 
+    /// Until when `segment` holds an idempotency key still in its window (Unix ms).
+    pub fn keys_until(&self, segment: u64) -> u64 {
+        self.keys_until.get(&segment).copied().unwrap_or(0)
+    }
+
+    /// Forgets what was kept of segments before `segment`, once they are deleted.
+    pub fn forget_segments_before(&mut self, segment: u64) {
+        self.keys_until = self.keys_until.split_off(&segment);
+    }
+
     /// Ids of the events whose newest record is in `segment`.
     pub fn events_in(&self, segment: u64) -> Vec<u64> {
         let mut ids: Vec<u64> = self
@@ -442,9 +461,10 @@ impl State {
     }
 
     /// Why `receipt` does not name a current lease in queue `q`, if it does not.
-    pub fn check_receipt(&self, q: u32, receipt: &Receipt) -> ReceiptStatus {
+    /// `q` is `None` for a queue that does not exist.
+    pub fn check_receipt(&self, q: Option<u32>, receipt: &Receipt) -> ReceiptStatus {
         match self.events.get(&receipt.id) {
-            Some(e) if e.queue != q => ReceiptStatus::NotFound,
+            Some(e) if Some(e.queue) != q => ReceiptStatus::NotFound,
             Some(e) if e.status == Status::InFlight => match self.leases.get(&receipt.id) {
                 Some(lease) if lease.serial == receipt.serial => ReceiptStatus::Ok,
                 _ => ReceiptStatus::LeaseLost,
@@ -464,7 +484,7 @@ impl State {
         timeout: Duration,
         now: Now,
     ) -> ReceiptStatus {
-        let status = self.check_receipt(q, receipt);
+        let status = self.check_receipt(Some(q), receipt);
         if status == ReceiptStatus::Ok {
             let lease = Lease {
                 serial: receipt.serial,
