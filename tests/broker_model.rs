@@ -131,21 +131,17 @@ impl Model {
         let mut batch_keys: HashMap<u8, u64> = HashMap::new();
         for (event, key) in events.iter().zip(keys) {
             let id = self.next_id + fresh.len() as u64;
-            match key {
-                Some(k) => {
-                    if let Some((first, expires)) = self.keys.get(&(queue, *k)).copied() {
-                        if expires > self.now {
-                            answers.push((first, true));
-                            continue;
-                        }
-                    }
-                    if let Some(first) = batch_keys.get(k) {
-                        answers.push((*first, true));
-                        continue;
-                    }
-                    batch_keys.insert(*k, id);
+            if let Some(k) = key {
+                let known = self.keys.get(&(queue, *k));
+                if let Some(&(first, _)) = known.filter(|(_, expires)| *expires > self.now) {
+                    answers.push((first, true));
+                    continue;
                 }
-                None => {}
+                if let Some(first) = batch_keys.get(k) {
+                    answers.push((*first, true));
+                    continue;
+                }
+                batch_keys.insert(*k, id);
             }
             answers.push((id, false));
             fresh.push((id, event.clone()));
