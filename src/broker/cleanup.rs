@@ -4,7 +4,9 @@
 //! when it holds only a few, they are first copied forward as relocated
 //! records carrying their current state. A segment that holds an
 //! idempotency key still in its window stays until the window closes, so
-//! that a restart still knows the key.
+//! that a restart still knows the key; the one that holds the record of the
+//! highest id stays until a newer event is enqueued, so that a restart never
+//! hands out an id again.
 
 use std::borrow::Cow;
 
@@ -58,15 +60,17 @@ impl Broker {
                     return Ok(report);
                 }
             }
-            let (keys_until, now) = {
+            let (keys_until, newest_id, now) = {
                 let core = self.shared.lock();
                 (
                     core.state.keys_until(oldest.first_seq),
+                    core.state.holds_newest_id(oldest.first_seq),
                     self.shared.clock.unix_ms(),
                 )
             };
-            if keys_until > now {
-                // A restart must still find the idempotency keys enqueued there.
+            if keys_until > now || newest_id {
+                // A restart must still find the idempotency keys enqueued
+                // there, and the highest id, so that no id is handed out twice.
                 return Ok(report);
             }
             report.deleted += self.wal.delete_before(next.first_seq)?;

@@ -1,8 +1,9 @@
 //! Receipts: the handle a consumer gets with each delivery.
 //!
 //! A receipt is `<event id>.<lease serial>`. Serials are unique within the
-//! broker's run and start from the wall clock in microseconds at startup, so a
-//! receipt from before a restart never matches a lease made after it.
+//! broker's run and start at a random point of 2^63 at startup, so a receipt
+//! from before a restart matches a lease made after it only by a negligible
+//! chance, whatever the wall clock did in between.
 
 use std::fmt;
 use std::str::FromStr;

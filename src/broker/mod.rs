@@ -41,6 +41,7 @@ pub mod record;
 mod state;
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -208,8 +209,10 @@ impl Broker {
     pub fn open(options: BrokerOptions) -> Result<(Broker, OpenReport), BrokerError> {
         let (wal, wal_report) = Wal::open(options.wal)?;
         let clock = options.clock;
-        // Serials start at the wall clock in µs: past any of an earlier run.
-        let first_serial = clock.unix_ms().saturating_mul(1_000);
+        // Serials start at a random point of 2^63 each run, so a receipt of an
+        // earlier run does not name a lease of this one, even when the clock
+        // did not move on between the runs or was set back.
+        let first_serial = std::hash::RandomState::new().hash_one(clock.unix_ms()) >> 1;
         let mut state = State::new(options.limits.idempotency_window_ms, first_serial);
         let now = clock.unix_ms();
         let mut records = 0u64;

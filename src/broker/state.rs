@@ -112,6 +112,9 @@ pub(crate) struct State {
     pub idempotency: Idempotency,
     /// One past the highest id ever applied.
     pub next_id: u64,
+    /// The segment of the newest record of the highest id: it must stay, or
+    /// a restart would hand out ids again once that event is acked.
+    newest_id_segment: Option<u64>,
     next_serial: u64,
 }
 
@@ -127,6 +130,7 @@ impl State {
             keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),
             next_id: 0,
+            newest_id_segment: None,
             next_serial: first_serial,
         }
     }
@@ -211,6 +215,9 @@ impl State {
         relocated: Option<Relocation<'_>>,
         now: u64,
     ) -> Option<u32> {
+        if stored.id + 1 >= self.next_id {
+            self.newest_id_segment = Some(pos.segment);
+        }
         if let Some(event) = self.events.get_mut(&stored.id) {
             // A relocation of a live event: only where its record is changes.
             let old = (event.segment, event.len);
@@ -387,6 +394,11 @@ impl State {
     /// Until when `segment` holds an idempotency key still in its window (Unix ms).
     pub fn keys_until(&self, segment: u64) -> u64 {
         self.keys_until.get(&segment).copied().unwrap_or(0)
+    }
+
+    /// Whether `segment` holds the newest record of the highest id.
+    pub fn holds_newest_id(&self, segment: u64) -> bool {
+        self.newest_id_segment == Some(segment)
     }
 
     /// Forgets what was kept of segments before `segment`, once they are deleted.
