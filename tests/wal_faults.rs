@@ -162,3 +162,33 @@ fn interval_and_never_policies_keep_what_was_appended_across_a_clean_close() {
         assert_eq!(replay_all(&wal).len(), 300, "{policy}");
     }
 }
+
+#[test]
+fn a_full_disk_in_a_round_of_large_batches_keeps_exactly_the_appends_that_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::new();
+    let mut opts = options(dir.path(), 1 << 20);
+    opts.fs = Arc::new(fs.clone());
+    let wal = Wal::open(opts).unwrap().0;
+    // Room for the first of three 100 KiB batches only; if they share a
+    // round, the round fails as a whole after its first write went through.
+    fs.set(|f| f.space_left = Some(150 << 10));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for seed in 0..3u64 {
+        let tx = tx.clone();
+        let done = Box::new(move |r: Result<_, WalError>| tx.send((seed, r.is_ok())).unwrap());
+        wal.append_with(batch(seed..seed + 1, 100 << 10), done);
+    }
+    drop(tx);
+    let mut kept: Vec<u64> = rx.iter().filter(|(_, ok)| *ok).map(|(s, _)| s).collect();
+    kept.sort_unstable();
+    assert!(kept.len() < 3, "the disk cannot hold all three");
+    let expected: Vec<Vec<u8>> = kept.iter().map(|&s| body(s, 100 << 10)).collect();
+    let bodies =
+        |wal: &Wal| -> Vec<Vec<u8>> { replay_all(wal).into_iter().map(|(_, b)| b).collect() };
+    assert_eq!(bodies(&wal), expected);
+    drop(wal);
+    let (wal, report) = Wal::open(options(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(bodies(&wal), expected);
+}
