@@ -133,70 +133,10 @@ fn batched_appends(c: &mut Criterion) {
     group.throughput(Throughput::Bytes((PER_BATCH * (RECORD + 8)) as u64));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    // The disk's sequential bandwidth under the same conditions as the log:
-    // files that grow and stay (so the page cache grows as it does for
-    // segments), 4 MiB writes, one fdatasync at the end of each sample.
-    group.bench_function("disk_baseline_4MiB_writes_then_fdatasync", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let chunk = noise(4 << 20);
-        let bytes_per_iter = PER_BATCH * (RECORD + 8);
-        let mut sample = 0u64;
-        b.iter_custom(|iters| {
-            use std::io::Write;
-            sample += 1;
-            let mut file =
-                std::fs::File::create(dir.path().join(sample.to_string())).expect("raw file");
-            let mut left = iters as usize * bytes_per_iter;
-            let started = Instant::now();
-            while left > 0 {
-                let n = left.min(chunk.len());
-                file.write_all(&chunk[..n]).expect("write");
-                left -= n;
-            }
-            file.sync_data().expect("fdatasync");
-            started.elapsed()
-        })
-    });
-    // The same at the durability of the log: one write of a batch's size
-    // (about 1 MiB), then fdatasync, as the log does with one appender.
-    group.bench_function("disk_baseline_batch_writes_each_fdatasync", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let chunk = noise(PER_BATCH * (RECORD + 8));
-        let mut sample = 0u64;
-        b.iter_custom(|iters| {
-            use std::io::Write;
-            sample += 1;
-            let mut file =
-                std::fs::File::create(dir.path().join(sample.to_string())).expect("raw file");
-            let started = Instant::now();
-            for _ in 0..iters {
-                file.write_all(&chunk).expect("write");
-                file.sync_data().expect("fdatasync");
-            }
-            started.elapsed()
-        })
-    });
-    // The same from a freshly allocated and filled buffer each time, as a
-    // producer's data arrives: what the log pays for memory it has not touched.
-    group.bench_function("disk_baseline_fresh_batch_writes_each_fdatasync", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let chunk = noise(PER_BATCH * (RECORD + 8));
-        let mut sample = 0u64;
-        b.iter_custom(|iters| {
-            use std::io::Write;
-            sample += 1;
-            let mut file =
-                std::fs::File::create(dir.path().join(sample.to_string())).expect("raw file");
-            let started = Instant::now();
-            for _ in 0..iters {
-                let mut fresh = Vec::with_capacity(chunk.len());
-                fresh.extend_from_slice(&chunk);
-                file.write_all(&fresh).expect("write");
-                file.sync_data().expect("fdatasync");
-            }
-            started.elapsed()
-        })
-    });
+    // The raw disk at equal durability is compared in
+    // examples/batch_vs_disk.rs, alternating with the log: this virtual disk
+    // bursts and then throttles, so a baseline run before or after these
+    // rows would see a different disk.
     for appenders in [1u64, 4] {
         let dir = tempfile::tempdir().expect("temp dir");
         let wal = Arc::new(open(dir.path(), FsyncPolicy::Always));

@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! main / cli      commands: serve (default) ...
+//! broker          queues, leases, retries, dead letters, idempotency, cleanup;
+//!                 a state machine applied from log records. Knows queues, not HTTP.
 //! wal             segmented log: framing, group commit, recovery, reads,
 //!                 deletion of old segments, checkpoints. Knows bytes, not queues.
 //! config, clock   shared by the layers above

@@ -1,12 +1,16 @@
 //! The `event-broker` binary: parse the configuration, set up logging, open
-//! the log (recovering it), then serve.
+//! the broker (recovering its log), then serve.
 
+use std::hash::BuildHasher;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use event_broker::broker::{Broker, BrokerOptions, Limits};
+use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
-use event_broker::wal::{verify_checkpoint, Wal, WalOptions};
+use event_broker::wal::{verify_checkpoint, WalOptions};
 
 /// A durable event queue broker.
 #[derive(Debug, Parser)]
@@ -20,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Open and recover the log in DATA_DIR (the default command).
+    /// Open the broker, recovering its log in DATA_DIR (the default command).
     Serve,
     /// Check a checkpoint directory against its manifest, frame by frame.
     Verify {
@@ -65,33 +69,44 @@ fn init_tracing(config: &Config) {
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {
-    let options = WalOptions {
+    let wal = WalOptions {
         segment_bytes: config.wal_segment_bytes,
         fsync: config.wal_fsync,
         recovery: config.recover,
         ..WalOptions::new(&config.data_dir)
     };
-    let (wal, report) = Wal::open(options)
+    let mut limits = Limits::default();
+    limits.backoff.seed = std::hash::RandomState::new().hash_one(std::process::id());
+    let options = BrokerOptions {
+        wal,
+        limits,
+        clock: Arc::new(SystemClock),
+    };
+    let (broker, report) = Broker::open(options)
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-    let status = wal.status();
+    let status = broker.wal().status();
     tracing::info!(
         data_dir = %config.data_dir.display(),
-        segments = report.segments,
+        segments = report.wal.segments,
         records = report.records,
         bytes = status.bytes,
-        torn_tail_bytes = report.torn_tail.as_ref().map_or(0, |t| t.bytes),
-        skipped_ranges = report.skipped.len(),
+        torn_tail_bytes = report.wal.torn_tail.as_ref().map_or(0, |t| t.bytes),
+        skipped_ranges = report.wal.skipped.len(),
+        queues = report.queues,
+        events = report.events,
         fsync = %status.fsync,
         "log recovered"
     );
     println!(
-        "event-broker: log in {} recovered: {} segment(s), {} record(s), {} bytes; the HTTP API is not served yet",
+        "event-broker: log in {} recovered: {} segment(s), {} record(s), {} bytes, {} event(s) in {} queue(s); the HTTP API is not served yet",
         config.data_dir.display(),
-        report.segments,
+        report.wal.segments,
         report.records,
-        status.bytes
+        status.bytes,
+        report.events,
+        report.queues
     );
-    wal.close().context("closing the log")?;
+    broker.close().context("closing the log")?;
     Ok(())
 }
 

@@ -10,10 +10,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::idempotency::Idempotency;
-use super::lease::{Receipt, ReceiptStatus};
+use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
 use super::record::{Record, Stored};
 use crate::wal::Position;
@@ -48,13 +48,6 @@ impl Event {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lease {
-    pub serial: u64,
-    pub deadline: Instant,
-    pub expires_wall: u64,
-}
-
 /// Live full records in one segment: what cleanup has to relocate to delete it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Live {
@@ -62,15 +55,6 @@ pub struct Live {
     pub events: u64,
     /// Their bytes.
     pub bytes: u64,
-}
-
-/// A delivery decided by [`State::lease`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Leased {
-    pub event: Event,
-    pub id: u64,
-    pub receipt: Receipt,
-    pub expires_wall: u64,
 }
 
 /// What a test or status page sees of one event.
@@ -115,7 +99,7 @@ pub(crate) struct State {
     /// The segment of the newest record of the highest id: it must stay, or
     /// a restart would hand out ids again once that event is acked.
     newest_id_segment: Option<u64>,
-    next_serial: u64,
+    pub next_serial: u64,
 }
 
 impl State {
@@ -180,9 +164,8 @@ impl State {
             Record::Redrive { ids, at } => {
                 let mut touched = None;
                 for id in ids {
-                    if self.events.get(id).map(|e| e.status) != Some(Status::Dead)
-                        && self.events.get(id).map(|e| e.status) != Some(Status::DeadSettling)
-                    {
+                    let status = self.events.get(id).map(|e| e.status);
+                    if !matches!(status, Some(Status::Dead | Status::DeadSettling)) {
                         continue;
                     }
                     let q = self.fail(*id, 0, *at, now)?;
@@ -436,135 +419,6 @@ impl State {
                 promoted += 1;
             }
         }
-    }
-
-    /// Leases up to `max` ready events of queue `q`, oldest visible first.
-    pub fn lease(&mut self, q: u32, max: usize, timeout: Duration, now: Now) -> Vec<Leased> {
-        self.promote(q, now.wall);
-        let mut out = Vec::new();
-        while out.len() < max {
-            let Some(Reverse((time, id))) = self.queues[q as usize].ready.pop() else {
-                break;
-            };
-            let Some(event) = self.events.get(&id).copied() else {
-                continue;
-            };
-            if event.status != Status::Ready || event.time != time {
-                continue;
-            }
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            let lease = Lease {
-                serial,
-                deadline: now.mono + timeout,
-                expires_wall: now.wall + timeout.as_millis() as u64,
-            };
-            self.leases.insert(id, lease);
-            self.set_status(id, Status::InFlight);
-            self.queues[q as usize].stats.delivered_total += 1;
-            out.push(Leased {
-                event,
-                id,
-                receipt: Receipt { id, serial },
-                expires_wall: lease.expires_wall,
-            });
-        }
-        out
-    }
-
-    /// Why `receipt` does not name a current lease in queue `q`, if it does not.
-    /// `q` is `None` for a queue that does not exist.
-    pub fn check_receipt(&self, q: Option<u32>, receipt: &Receipt) -> ReceiptStatus {
-        match self.events.get(&receipt.id) {
-            Some(e) if Some(e.queue) != q => ReceiptStatus::NotFound,
-            Some(e) if e.status == Status::InFlight => match self.leases.get(&receipt.id) {
-                Some(lease) if lease.serial == receipt.serial => ReceiptStatus::Ok,
-                _ => ReceiptStatus::LeaseLost,
-            },
-            Some(_) => ReceiptStatus::LeaseLost,
-            // Gone: acked or purged, if it was ever there.
-            None if receipt.id < self.next_id => ReceiptStatus::LeaseLost,
-            None => ReceiptStatus::NotFound,
-        }
-    }
-
-    /// Gives a current lease a new deadline.
-    pub fn extend(
-        &mut self,
-        q: u32,
-        receipt: &Receipt,
-        timeout: Duration,
-        now: Now,
-    ) -> ReceiptStatus {
-        let status = self.check_receipt(Some(q), receipt);
-        if status == ReceiptStatus::Ok {
-            let lease = Lease {
-                serial: receipt.serial,
-                deadline: now.mono + timeout,
-                expires_wall: now.wall + timeout.as_millis() as u64,
-            };
-            self.leases.insert(receipt.id, lease);
-            self.queues[q as usize].deadlines.push(Reverse((
-                lease.deadline,
-                receipt.id,
-                receipt.serial,
-            )));
-        }
-        status
-    }
-
-    /// Takes every lease past its deadline: the events are marked settling
-    /// while their failure is written. Returns (id, failures before this one).
-    pub fn expire(&mut self, now: Instant) -> Vec<(u64, u32)> {
-        let mut out = Vec::new();
-        for q in 0..self.queues.len() {
-            loop {
-                let queue = &mut self.queues[q];
-                let Some(&Reverse((deadline, id, serial))) = queue.deadlines.peek() else {
-                    break;
-                };
-                if deadline > now {
-                    break;
-                }
-                queue.deadlines.pop();
-                if self.is_current_lease(id, serial, deadline) {
-                    self.set_status(id, Status::Settling);
-                    out.push((id, self.events[&id].failures));
-                }
-            }
-            let (leases, events) = (&self.leases, &self.events);
-            self.queues[q].compact_deadlines(|id, serial| {
-                leases.get(&id).is_some_and(|l| l.serial == serial)
-                    && events
-                        .get(&id)
-                        .is_some_and(|e| e.status == Status::InFlight)
-            });
-        }
-        out
-    }
-
-    fn is_current_lease(&self, id: u64, serial: u64, deadline: Instant) -> bool {
-        let in_flight = self
-            .events
-            .get(&id)
-            .is_some_and(|e| e.status == Status::InFlight);
-        let lease = self.leases.get(&id);
-        in_flight && lease.is_some_and(|l| l.serial == serial && l.deadline == deadline)
-    }
-
-    /// The next moment a lease expires or a delayed event becomes due.
-    pub fn next_due(&self, now: Now) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
-        for queue in &self.queues {
-            if let Some(Reverse((deadline, _, _))) = queue.deadlines.peek() {
-                consider(*deadline);
-            }
-            if let Some(Reverse((time, _))) = queue.delayed.peek() {
-                consider(now.mono + Duration::from_millis(time.saturating_sub(now.wall)));
-            }
-        }
-        next
     }
 
     /// Every event of queue `q`, by id.
