@@ -12,6 +12,7 @@
 //! config, clock   shared by the layers above
 //! ```
 
+pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,103 @@
+//! The one place errors become HTTP answers: the error table of API.md.
+//! Every error body is `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::broker::BrokerError;
+
+/// Seconds a client is told to wait before retrying an enqueue on a full queue.
+const QUEUE_FULL_RETRY_AFTER_S: u32 = 1;
+
+/// Why a request failed, as the API answers it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// A field is missing, of the wrong type or out of range; the message names it.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An unknown route, queue or id.
+    #[error("{0}")]
+    NotFound(String),
+    /// Every receipt of an ack, nack or extend failed; the results say how.
+    #[error("no receipt of the request names a current lease")]
+    LeaseLost(serde_json::Value),
+    /// A payload or the whole request is over its limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not declared as JSON.
+    #[error("expected a body with content-type application/json")]
+    UnsupportedMediaType,
+    /// The server's own fault.
+    #[error("{0}")]
+    Internal(String),
+    /// The broker refused or failed the operation.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::LeaseLost(_) => (StatusCode::CONFLICT, "lease_lost"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Broker(e) => broker_status(e),
+        }
+    }
+}
+
+fn broker_status(e: &BrokerError) -> (StatusCode, &'static str) {
+    match e {
+        BrokerError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+        BrokerError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        BrokerError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+        BrokerError::UnknownQueue(_) => (StatusCode::NOT_FOUND, "not_found"),
+        e if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+        e if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        // A record that cannot be read back is the server's fault, not the client's.
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code, "request failed");
+        }
+        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        if let ApiError::LeaseLost(results) = self {
+            body["results"] = results;
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if code == "queue_full" {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
+            );
+        }
+        response
+    }
+}
+
+/// Maps a JSON decoding error to `invalid_json` (not JSON at all) or
+/// `invalid_request` (JSON of the wrong shape; serde names the field).
+pub fn from_serde(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::InvalidJson(format!("the body is not valid JSON: {e}"))
+        }
+        Category::Data => ApiError::InvalidRequest(e.to_string()),
+    }
+}

@@ -1,0 +1,122 @@
+//! `POST /api/queues/{queue}/events`: one event or a batch.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::body::JsonBytes;
+use super::{error::from_serde, ApiError, AppState};
+use crate::broker::{BrokerError, NewEvent};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/queues/{queue}/events", post(enqueue))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn<'a> {
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default, borrow)]
+    headers: Option<&'a RawValue>,
+}
+
+async fn enqueue(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: JsonBytes,
+) -> Result<Response, ApiError> {
+    let first = body.0.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let (events, single) = match first {
+        Some(b'[') => (body.decode::<Vec<EventIn<'_>>>(false)?, false),
+        Some(b'{') => (vec![body.decode::<EventIn<'_>>(false)?], true),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "the body must be an event object or an array of them".into(),
+            ))
+        }
+        None => {
+            return Err(ApiError::InvalidJson(
+                "the body is empty; expected JSON".into(),
+            ))
+        }
+    };
+    let new = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| to_new_event(e, i, single))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let stored = state
+        .broker
+        .enqueue(&queue, &new)
+        .await
+        .map_err(|e| rename_fields(e, single))?;
+    let answer = if single {
+        json!({"id": stored[0].id, "duplicate": stored[0].duplicate})
+    } else {
+        json!({"ids": stored.iter().map(|e| e.id).collect::<Vec<_>>()})
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+fn to_new_event(e: &EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiError> {
+    let field = |name: &str| {
+        if single {
+            name.to_string()
+        } else {
+            format!("events[{i}].{name}")
+        }
+    };
+    let headers = match e.headers {
+        None => Vec::new(),
+        Some(raw) if raw.get() == "null" => Vec::new(),
+        Some(raw) => {
+            serde_json::from_str::<BTreeMap<String, String>>(raw.get()).map_err(|err| {
+                let err = from_serde(&err);
+                ApiError::InvalidRequest(format!(
+                    "{}: must be an object whose values are strings ({err})",
+                    field("headers")
+                ))
+            })?;
+            raw.get().as_bytes().to_vec()
+        }
+    };
+    Ok(NewEvent {
+        payload: e.payload.get().as_bytes().to_vec(),
+        headers,
+        delay_ms: e.delay_ms,
+        idempotency_key: e.idempotency_key.clone(),
+    })
+}
+
+/// The broker names fields as in a batch (`events[0].payload`); a single
+/// event's fields are named plainly.
+fn rename_fields(e: BrokerError, single: bool) -> ApiError {
+    if !single {
+        return e.into();
+    }
+    match e {
+        BrokerError::Invalid { field, message } => BrokerError::Invalid {
+            field: field.trim_start_matches("events[0].").to_string(),
+            message,
+        },
+        BrokerError::PayloadTooLarge { field, len, max } => BrokerError::PayloadTooLarge {
+            field: field.trim_start_matches("events[0].").to_string(),
+            len,
+            max,
+        },
+        other => other,
+    }
+    .into()
+}

@@ -1,0 +1,194 @@
+//! Consuming: `lease` (with long polling), `ack`, `nack`, `extend`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::body::JsonBytes;
+use super::{timestamp, ApiError, AppState, MAX_WAIT};
+use crate::broker::{Delivery, ReceiptResult, ReceiptStatus};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/queues/{queue}/lease", post(lease))
+        .route("/api/queues/{queue}/ack", post(ack))
+        .route("/api/queues/{queue}/nack", post(nack))
+        .route("/api/queues/{queue}/extend", post(extend))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseIn {
+    #[serde(default = "one")]
+    max: usize,
+    visibility_timeout_ms: Option<u64>,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// One leased event as the API shows it; payload and headers are the stored JSON text.
+#[derive(Serialize)]
+pub(crate) struct EventOut<'a> {
+    id: u64,
+    queue: &'a str,
+    payload: &'a RawValue,
+    headers: &'a RawValue,
+    attempt: u32,
+    enqueued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<String>,
+    lease_expires_at: String,
+}
+
+/// Stored JSON text as a raw value; it was valid JSON when enqueued.
+pub(crate) fn raw<'a>(bytes: &'a [u8], empty: &'static str) -> Result<&'a RawValue, ApiError> {
+    let text = if bytes.is_empty() {
+        empty.as_bytes()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::Internal(format!("a stored event is not JSON: {e}")))
+}
+
+impl<'a> EventOut<'a> {
+    pub(crate) fn of(d: &'a Delivery, with_receipt: bool) -> Result<Self, ApiError> {
+        Ok(EventOut {
+            id: d.id,
+            queue: &d.queue,
+            payload: raw(d.payload(), "null")?,
+            headers: raw(d.headers(), "{}")?,
+            attempt: d.attempt,
+            enqueued_at: timestamp(d.enqueued_at),
+            receipt: with_receipt.then(|| d.receipt.to_string()),
+            lease_expires_at: timestamp(d.lease_expires_at),
+        })
+    }
+}
+
+/// Serialised directly, not through `serde_json::Value`, which would
+/// reformat the payloads' JSON text.
+#[derive(Serialize)]
+struct LeaseOut<'a> {
+    events: Vec<EventOut<'a>>,
+}
+
+async fn lease(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: JsonBytes,
+) -> Result<Response, ApiError> {
+    let req: LeaseIn = body.decode(true)?;
+    let wait = Duration::from_millis(req.wait_ms);
+    if wait > MAX_WAIT {
+        return Err(ApiError::InvalidRequest(format!(
+            "wait_ms: 0 to {}, not {}",
+            MAX_WAIT.as_millis(),
+            req.wait_ms
+        )));
+    }
+    let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
+    let broker = &state.broker;
+    let got = if wait.is_zero() {
+        broker.lease(&queue, req.max, visibility)?
+    } else {
+        tokio::select! {
+            got = broker.lease_wait(&queue, req.max, visibility, wait) => got?,
+            // Shutting down: answer now with whatever is there.
+            () = state.shutdown.cancelled() => broker.lease(&queue, req.max, visibility)?,
+        }
+    };
+    let events = got
+        .iter()
+        .map(|d| EventOut::of(d, true))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(LeaseOut { events }).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptsIn {
+    receipts: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NackIn {
+    receipts: Vec<String>,
+    delay_ms: Option<u64>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendIn {
+    receipts: Vec<String>,
+    visibility_timeout_ms: Option<u64>,
+}
+
+/// The longest error text kept with a failed delivery.
+const MAX_ERROR_CHARS: usize = 4096;
+
+async fn ack(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: ReceiptsIn = body.decode(false)?;
+    let results = state.broker.ack(&queue, &req.receipts)?.result().await?;
+    answer(results)
+}
+
+async fn nack(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: NackIn = body.decode(false)?;
+    if req
+        .error
+        .as_ref()
+        .is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "error: at most {MAX_ERROR_CHARS} characters"
+        )));
+    }
+    let pending = state
+        .broker
+        .nack(&queue, &req.receipts, req.delay_ms, req.error.as_deref())?;
+    answer(pending.result().await?)
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: ExtendIn = body.decode(false)?;
+    let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
+    answer(state.broker.extend(&queue, &req.receipts, visibility)?)
+}
+
+/// `200` with one result per receipt, or `409` when none was ok.
+fn answer(results: Vec<ReceiptResult>) -> Result<Json<Value>, ApiError> {
+    let all_failed = results.iter().all(|r| r.status != ReceiptStatus::Ok);
+    let results: Vec<Value> = results
+        .iter()
+        .map(|r| json!({"receipt": r.receipt, "status": r.status.as_str()}))
+        .collect();
+    if all_failed {
+        return Err(ApiError::LeaseLost(Value::Array(results)));
+    }
+    Ok(Json(json!({ "results": results })))
+}

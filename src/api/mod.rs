@@ -1,0 +1,65 @@
+//! The HTTP API of API.md: axum handlers that translate requests into broker
+//! calls and broker errors into the error table ([`error`]). No queue rule
+//! lives here.
+//!
+//! Bodies are decoded from the raw bytes with borrowed fields, so a payload
+//! goes from the request to the log as the exact text the client sent.
+
+mod body;
+pub mod error;
+mod events;
+mod leases;
+mod ops;
+mod queues;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+pub use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// Cancelled when the server starts shutting down: long polls return early.
+    pub shutdown: CancellationToken,
+    /// When the process started, for `uptime_seconds`.
+    pub started: Instant,
+    /// The effective configuration shown by `/api/status` (no secrets).
+    pub settings: Arc<Vec<(&'static str, String)>>,
+}
+
+/// The longest long poll a client may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The router of every route, without the outer layers (auth, limits,
+/// logging) that `serve` adds; tests call it without a socket.
+pub fn router(state: AppState) -> Router {
+    let limits = state.broker.limits();
+    // A batch of the largest payloads, plus room for the JSON around them.
+    let body_limit = limits
+        .max_payload_bytes
+        .saturating_mul(limits.max_batch)
+        .clamp(1 << 20, 64 << 20)
+        + (64 << 10);
+    Router::new()
+        .merge(events::router())
+        .merge(leases::router())
+        .merge(queues::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// RFC 3339 with milliseconds, UTC: `2026-11-23T12:00:00.123Z`.
+pub(crate) fn timestamp(unix_ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}

@@ -1,0 +1,64 @@
+//! Operations: liveness, readiness and status.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::queues::stats_json;
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/health/ready", get(ready))
+        .route("/api/status", get(status))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let reason = if state.shutdown.is_cancelled() {
+        Some("shutting down".to_string())
+    } else {
+        state
+            .broker
+            .wal()
+            .failure()
+            .map(|e| format!("storage failed, writes are refused until restart: {e}"))
+    };
+    match reason {
+        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": reason})),
+        ),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    let wal = state.broker.wal().status();
+    let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
+    let config: serde_json::Map<String, Value> = state
+        .settings
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+        .collect();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "queues": queues,
+        "wal": {
+            "segments": wal.segments,
+            "bytes": wal.bytes,
+            "oldest_segment": wal.oldest_segment,
+            "fsync": wal.fsync.to_string(),
+            "failure": wal.failure,
+        },
+        "workers": 0,
+        "config": config,
+    }))
+}

@@ -1,0 +1,372 @@
+//! The HTTP contract of API.md, route by route and error by error, through
+//! `router()` without a socket.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use common::broker::{limits, START_MS};
+use event_broker::api::{router, AppState};
+use event_broker::broker::{Broker, BrokerOptions, Limits};
+use event_broker::clock::ManualClock;
+use event_broker::wal::{FsyncPolicy, WalOptions};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    state: AppState,
+}
+
+impl Api {
+    fn new() -> Self {
+        let mut limits = limits();
+        limits.queue_max_size = 5;
+        limits.max_payload_bytes = 64;
+        limits.max_retries = 0;
+        Self::with(limits)
+    }
+
+    fn with(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let options = BrokerOptions {
+            wal: WalOptions {
+                fsync: FsyncPolicy::Never,
+                ..WalOptions::new(dir.path())
+            },
+            limits,
+            clock: clock.clone(),
+        };
+        let broker = Arc::new(Broker::open(options).unwrap().0);
+        let state = AppState {
+            broker,
+            shutdown: Default::default(),
+            started: Instant::now(),
+            settings: Arc::new(vec![("PORT", "3000".into())]),
+        };
+        Api {
+            _dir: dir,
+            clock,
+            state,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or("").to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value, HeaderMap) {
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value, headers)
+    }
+
+    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::POST, uri, Some(body)).await;
+        (s, v)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::GET, uri, None).await;
+        (s, v)
+    }
+
+    /// Raw body text of a lease answer, to check payload bytes exactly.
+    async fn lease_text(&self, queue: &str, body: &str) -> String {
+        let req = Request::post(format!("/api/queues/{queue}/lease"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+/// Checks the error body shape and code, and that the message mentions `mentions`.
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str, mentions: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message is a string");
+    assert!(
+        message.contains(mentions),
+        "message {message:?} does not mention {mentions:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_event_is_stored_and_delivered_byte_for_byte() {
+    let api = Api::new();
+    let payload = r#"{"b": [1 ,2.50], "a":"é\u00e9"}"#;
+    let (s, v) = api
+        .post(
+            "/api/queues/orders/events",
+            &format!(r#"{{"payload": {payload}, "headers": {{"k": "v"}}}}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v, json!({"id": 0, "duplicate": false}));
+    let text = api.lease_text("orders", r#"{"max": 10}"#).await;
+    assert!(text.contains(payload), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let e = &v["events"][0];
+    assert_eq!(e["id"], 0);
+    assert_eq!(e["queue"], "orders");
+    assert_eq!(e["headers"], json!({"k": "v"}));
+    assert_eq!(e["attempt"], 1);
+    assert_eq!(e["enqueued_at"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(e["lease_expires_at"], "2023-11-14T22:13:50.000Z");
+    assert!(e["receipt"].as_str().unwrap().starts_with("0."));
+}
+
+#[tokio::test]
+async fn a_batch_answers_its_ids_and_duplicates_name_the_first() {
+    let api = Api::new();
+    let (s, v) = api
+        .post(
+            "/api/queues/q/events",
+            r#"[{"payload": 1}, {"payload": 2, "idempotency_key": "k"}]"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v, json!({"ids": [0, 1]}));
+    let (s, v) = api
+        .post(
+            "/api/queues/q/events",
+            r#"{"payload": 3, "idempotency_key": "k"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v, json!({"id": 1, "duplicate": true}));
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_naming_the_field() {
+    let api = Api::new();
+    let (s, v) = api.post("/api/queues/q/events", r#"{"payload": 1"#).await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_json", "JSON");
+    let (s, v) = api.post("/api/queues/q/events", r#"{"delay_ms": 5}"#).await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "payload");
+    let (s, v) = api
+        .post("/api/queues/q/events", r#"{"payload": 1, "delay_ms": -5}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "");
+    let (s, v) = api
+        .post("/api/queues/q/events", r#"{"payload": 1, "colour": "red"}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "colour");
+    let (s, v) = api
+        .post(
+            "/api/queues/q/events",
+            r#"{"payload": 1, "headers": {"k": 1}}"#,
+        )
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "headers");
+    let (s, v) = api.post("/api/queues/q/events", "[]").await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "events");
+    let (s, v) = api
+        .post("/api/queues/bad%20name/events", r#"{"payload": 1}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "queue");
+    let (s, v) = api.post("/api/queues/q/lease", r#"{"max": 0}"#).await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "max");
+    let (s, v) = api
+        .post("/api/queues/q/lease", r#"{"wait_ms": 60001}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "wait_ms");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_gets_415_and_a_big_payload_413() {
+    let api = Api::new();
+    let req = Request::post("/api/queues/q/events")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"payload": 1}"#))
+        .unwrap();
+    let (s, v, _) = api.send(req).await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "application/json",
+    );
+    let big = format!(
+        r#"[{{"payload": 1}}, {{"payload": "{}"}}]"#,
+        "x".repeat(100)
+    );
+    let (s, v) = api.post("/api/queues/q/events", &big).await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "events[1].payload",
+    );
+    let (s, v) = api.get("/api/queues").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!({"queues": []}), "nothing of the batch was stored");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_queues_get_404() {
+    let api = Api::new();
+    let (s, v) = api.get("/api/nothing").await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found", "route");
+    let (s, v) = api.get("/api/queues/ghost").await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found", "ghost");
+    let (s, v) = api.get("/api/queues/ghost/dlq").await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found", "ghost");
+}
+
+#[tokio::test]
+async fn a_full_queue_gets_429_with_retry_after() {
+    let api = Api::new();
+    for _ in 0..5 {
+        assert_eq!(
+            api.post("/api/queues/q/events", r#"{"payload": 1}"#)
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+    }
+    let (s, v, headers) = api
+        .call(
+            Method::POST,
+            "/api/queues/q/events",
+            Some(r#"{"payload": 1}"#),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::TOO_MANY_REQUESTS, "queue_full", "q");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn ack_nack_and_extend_answer_per_receipt_and_409_when_all_fail() {
+    let api = Api::new();
+    api.post(
+        "/api/queues/q/events",
+        r#"[{"payload": 1}, {"payload": 2}]"#,
+    )
+    .await;
+    let (_, v) = api
+        .post(
+            "/api/queues/q/lease",
+            r#"{"max": 2, "visibility_timeout_ms": 1000}"#,
+        )
+        .await;
+    let r0 = v["events"][0]["receipt"].as_str().unwrap().to_string();
+    let r1 = v["events"][1]["receipt"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .post(
+            "/api/queues/q/extend",
+            &format!(r#"{{"receipts": ["{r0}"], "visibility_timeout_ms": 5000}}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!({"results": [{"receipt": r0, "status": "ok"}]}));
+    let (s, v) = api
+        .post(
+            "/api/queues/q/ack",
+            &format!(r#"{{"receipts": ["{r0}", "99.1"]}}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["results"],
+        json!([{"receipt": r0, "status": "ok"}, {"receipt": "99.1", "status": "not_found"}])
+    );
+    let (s, v) = api
+        .post("/api/queues/q/ack", &format!(r#"{{"receipts": ["{r0}"]}}"#))
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "lease_lost", "lease");
+    assert_eq!(
+        v["results"],
+        json!([{"receipt": r0, "status": "lease_lost"}])
+    );
+    // max_retries is 0 here: one nack moves the event to the dead-letter queue.
+    let (s, v) = api
+        .post(
+            "/api/queues/q/nack",
+            &format!(r#"{{"receipts": ["{r1}"], "error": "downstream 503"}}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api.get("/api/queues/q/dlq?limit=10").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["events"][0]["id"], 1);
+    assert_eq!(v["events"][0]["payload"], 2);
+    assert_eq!(v["events"][0]["attempts"], 1);
+    assert_eq!(v["events"][0]["last_error"], "downstream 503");
+    assert_eq!(v["next"], Value::Null);
+    let (s, v) = api.post("/api/queues/q/dlq/redrive", "{}").await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"redriven": 1})));
+    let (_, v) = api.post("/api/queues/q/lease", "").await;
+    assert_eq!(v["events"][0]["attempt"], 1, "attempts reset: {v}");
+    let (s, v) = api.post("/api/queues/q/dlq/purge", r#"{"ids": [1]}"#).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"purged": 0})));
+}
+
+#[tokio::test]
+async fn queues_status_and_health_describe_the_broker() {
+    let api = Api::new();
+    api.post(
+        "/api/queues/q/events",
+        r#"{"payload": 1, "delay_ms": 1000}"#,
+    )
+    .await;
+    let (s, v) = api.get("/api/queues/q").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["name"], "q");
+    assert_eq!(
+        (v["ready"].clone(), v["delayed"].clone()),
+        (json!(0), json!(1))
+    );
+    api.clock.advance(std::time::Duration::from_millis(1000));
+    let (_, v) = api.get("/api/queues").await;
+    assert_eq!(v["queues"][0]["ready"], 1);
+    assert_eq!(v["queues"][0]["enqueued_total"], 1);
+    assert_eq!(
+        api.get("/api/health").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        api.get("/api/health/ready").await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    let (s, v) = api.get("/api/status").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["wal"]["fsync"], "never");
+    assert_eq!(v["queues"][0]["name"], "q");
+    assert_eq!(v["config"]["PORT"], "3000");
+    api.state.shutdown.cancel();
+    let (s, v) = api.get("/api/health/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["status"], "unavailable");
+}
