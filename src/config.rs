@@ -4,11 +4,14 @@
 //! names the variable, the value and what is allowed.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Args;
 
+use crate::broker::{Backoff, Limits};
 use crate::wal::{FsyncPolicy, RecoveryMode};
 
 /// How logs are written.
@@ -20,12 +23,66 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// A value that must never reach a log: `Debug` prints `<redacted>`, and
+/// there is no `Display`; [`Secret::expose`] gives the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// The settings as given, before checking.
 #[derive(Debug, Clone, Args)]
 pub struct RawConfig {
+    /// PORT: TCP port of the HTTP API; default 3000, 1..=65535.
+    #[arg(long, env = "PORT", default_value = "3000")]
+    pub port: String,
+    /// BIND_ADDR: IP address to listen on; default 0.0.0.0, any IPv4 or IPv6 address.
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    pub bind_addr: String,
     /// Directory holding the log, checkpoints and the lock file.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: String,
+    /// QUEUE_MAX_SIZE: events not yet acked per queue; default 100000, 1..=100000000.
+    #[arg(long, env = "QUEUE_MAX_SIZE", default_value = "100000")]
+    pub queue_max_size: String,
+    /// WORKER_COUNT: push-delivery workers; default 8, 1..=1024.
+    #[arg(long, env = "WORKER_COUNT", default_value = "8")]
+    pub worker_count: String,
+    /// VISIBILITY_TIMEOUT_MS: default lease length; default 30000, 1..=43200000.
+    #[arg(long, env = "VISIBILITY_TIMEOUT_MS", default_value = "30000")]
+    pub visibility_timeout_ms: String,
+    /// MAX_RETRIES: failures after the first before an event is dead; default 10, 0..=1000.
+    #[arg(long, env = "MAX_RETRIES", default_value = "10")]
+    pub max_retries: String,
+    /// REAPER_INTERVAL_MS: how often expired leases are reclaimed; default 1000, 10..=3600000.
+    #[arg(long, env = "REAPER_INTERVAL_MS", default_value = "1000")]
+    pub reaper_interval_ms: String,
+    /// BASE_BACKOFF_MS: delay after the first failure; default 1000, 0..=86400000.
+    #[arg(long, env = "BASE_BACKOFF_MS", default_value = "1000")]
+    pub base_backoff_ms: String,
+    /// MAX_BACKOFF_MS: cap on any retry delay; default 60000, BASE_BACKOFF_MS..=86400000.
+    #[arg(long, env = "MAX_BACKOFF_MS", default_value = "60000")]
+    pub max_backoff_ms: String,
+    /// BACKOFF_MULTIPLIER: growth of the delay per failure; default 2, 1.0..=100.0.
+    #[arg(long, env = "BACKOFF_MULTIPLIER", default_value = "2")]
+    pub backoff_multiplier: String,
     /// Size at which a new log segment starts, in bytes (65536..=1073741824).
     #[arg(long, env = "WAL_SEGMENT_BYTES", default_value = "67108864")]
     pub wal_segment_bytes: String,
@@ -35,6 +92,33 @@ pub struct RawConfig {
     /// Recovery mode for damage that is not a torn tail: strict | skip-corrupt.
     #[arg(long, env = "RECOVER", default_value = "strict")]
     pub recover: String,
+    /// MAX_PAYLOAD_BYTES: largest event payload; default 1048576, 1..=16777216.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value = "1048576")]
+    pub max_payload_bytes: String,
+    /// MAX_BATCH: events per enqueue or lease, receipts per ack; default 1000, 1..=10000.
+    #[arg(long, env = "MAX_BATCH", default_value = "1000")]
+    pub max_batch: String,
+    /// IDEMPOTENCY_WINDOW_MS: how long idempotency keys last; default 300000, 0..=604800000.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value = "300000")]
+    pub idempotency_window_ms: String,
+    /// BROKER_TOKEN: bearer token of the API; default unset (no auth), visible ASCII, no spaces.
+    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
+    pub broker_token: Option<Secret>,
+    /// ALLOWED_ORIGINS: CORS origins; default unset (no CORS): * or http(s)://host[:port].
+    #[arg(long, env = "ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// ENABLE_RATE_LIMIT: limit requests per client address; default false, true | false.
+    #[arg(long, env = "ENABLE_RATE_LIMIT", default_value = "false")]
+    pub enable_rate_limit: String,
+    /// RATE_LIMIT_MAX: requests per window and client; default 100, 1..=1000000.
+    #[arg(long, env = "RATE_LIMIT_MAX", default_value = "100")]
+    pub rate_limit_max: String,
+    /// RATE_LIMIT_WINDOW_MS: length of the rate-limit window; default 60000, 1..=86400000.
+    #[arg(long, env = "RATE_LIMIT_WINDOW_MS", default_value = "60000")]
+    pub rate_limit_window_ms: String,
+    /// SHUTDOWN_TIMEOUT_MS: grace for in-flight work on shutdown; default 10000, 0..=600000.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value = "10000")]
+    pub shutdown_timeout_ms: String,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -49,7 +133,7 @@ pub struct RawConfig {
 pub struct ConfigError {
     /// The environment variable (and, in kebab case, the flag).
     pub name: &'static str,
-    /// The value given.
+    /// The value given (`<redacted>` for `BROKER_TOKEN`).
     pub value: String,
     /// What is allowed.
     pub allowed: String,
@@ -58,25 +142,96 @@ pub struct ConfigError {
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `PORT`, default 3000.
+    pub port: u16,
+    /// `BIND_ADDR`, default 0.0.0.0.
+    pub bind_addr: IpAddr,
     /// `DATA_DIR`, default `./data`.
     pub data_dir: PathBuf,
+    /// `QUEUE_MAX_SIZE`, default 100000.
+    pub queue_max_size: u64,
+    /// `WORKER_COUNT`, default 8.
+    pub worker_count: usize,
+    /// `VISIBILITY_TIMEOUT_MS`, default 30 s.
+    pub visibility_timeout: Duration,
+    /// `MAX_RETRIES`, default 10.
+    pub max_retries: u32,
+    /// `REAPER_INTERVAL_MS`, default 1 s.
+    pub reaper_interval: Duration,
+    /// `BASE_BACKOFF_MS`, default 1000.
+    pub base_backoff_ms: u64,
+    /// `MAX_BACKOFF_MS`, default 60000; never below `base_backoff_ms`.
+    pub max_backoff_ms: u64,
+    /// `BACKOFF_MULTIPLIER`, default 2.
+    pub backoff_multiplier: f64,
     /// `WAL_SEGMENT_BYTES`, default 64 MiB.
     pub wal_segment_bytes: u64,
     /// `WAL_FSYNC`, default `always`.
     pub wal_fsync: FsyncPolicy,
     /// `RECOVER` / `--recover`, default `strict`.
     pub recover: RecoveryMode,
+    /// `MAX_PAYLOAD_BYTES`, default 1 MiB.
+    pub max_payload_bytes: usize,
+    /// `MAX_BATCH`, default 1000.
+    pub max_batch: usize,
+    /// `IDEMPOTENCY_WINDOW_MS`, default 300000.
+    pub idempotency_window_ms: u64,
+    /// `BROKER_TOKEN`, default none (no auth); an empty value is none.
+    pub broker_token: Option<Secret>,
+    /// `ALLOWED_ORIGINS`, default empty (no CORS headers).
+    pub allowed_origins: Vec<String>,
+    /// `ENABLE_RATE_LIMIT`, default false.
+    pub enable_rate_limit: bool,
+    /// `RATE_LIMIT_MAX`, default 100.
+    pub rate_limit_max: u32,
+    /// `RATE_LIMIT_WINDOW_MS`, default 60 s.
+    pub rate_limit_window: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`, default 10 s.
+    pub shutdown_timeout: Duration,
     /// `LOG_LEVEL`, default `info`.
     pub log_level: String,
     /// `LOG_FORMAT`, default `json`.
     pub log_format: LogFormat,
 }
 
+const DAY_MS: u64 = 86_400_000;
+
 impl RawConfig {
     /// Checks every value.
     pub fn validate(&self) -> Result<Config, ConfigError> {
+        let base_backoff_ms = in_range("BASE_BACKOFF_MS", &self.base_backoff_ms, 0..=DAY_MS)?;
+        let max_backoff_ms = in_range("MAX_BACKOFF_MS", &self.max_backoff_ms, 0..=DAY_MS)?;
+        if max_backoff_ms < base_backoff_ms {
+            return Err(invalid(
+                "MAX_BACKOFF_MS",
+                &self.max_backoff_ms,
+                format!("must be at least BASE_BACKOFF_MS ({base_backoff_ms})"),
+            ));
+        }
         Ok(Config {
+            port: in_range("PORT", &self.port, 1..=65_535)?,
+            bind_addr: ip_addr("BIND_ADDR", &self.bind_addr)?,
             data_dir: non_empty("DATA_DIR", &self.data_dir)?.into(),
+            queue_max_size: in_range("QUEUE_MAX_SIZE", &self.queue_max_size, 1..=100_000_000)?,
+            worker_count: in_range("WORKER_COUNT", &self.worker_count, 1..=1024)?,
+            visibility_timeout: millis(
+                "VISIBILITY_TIMEOUT_MS",
+                &self.visibility_timeout_ms,
+                1..=43_200_000,
+            )?,
+            max_retries: in_range("MAX_RETRIES", &self.max_retries, 0..=1000)?,
+            reaper_interval: millis(
+                "REAPER_INTERVAL_MS",
+                &self.reaper_interval_ms,
+                10..=3_600_000,
+            )?,
+            base_backoff_ms,
+            max_backoff_ms,
+            backoff_multiplier: float_in_range(
+                "BACKOFF_MULTIPLIER",
+                &self.backoff_multiplier,
+                1.0..=100.0,
+            )?,
             wal_segment_bytes: in_range(
                 "WAL_SEGMENT_BYTES",
                 &self.wal_segment_bytes,
@@ -84,6 +239,31 @@ impl RawConfig {
             )?,
             wal_fsync: parsed("WAL_FSYNC", &self.wal_fsync)?,
             recover: parsed("RECOVER", &self.recover)?,
+            max_payload_bytes: in_range(
+                "MAX_PAYLOAD_BYTES",
+                &self.max_payload_bytes,
+                1..=16 << 20,
+            )?,
+            max_batch: in_range("MAX_BATCH", &self.max_batch, 1..=10_000)?,
+            idempotency_window_ms: in_range(
+                "IDEMPOTENCY_WINDOW_MS",
+                &self.idempotency_window_ms,
+                0..=7 * DAY_MS,
+            )?,
+            broker_token: broker_token(self.broker_token.as_ref())?,
+            allowed_origins: allowed_origins(self.allowed_origins.as_deref())?,
+            enable_rate_limit: boolean("ENABLE_RATE_LIMIT", &self.enable_rate_limit)?,
+            rate_limit_max: in_range("RATE_LIMIT_MAX", &self.rate_limit_max, 1..=1_000_000)?,
+            rate_limit_window: millis(
+                "RATE_LIMIT_WINDOW_MS",
+                &self.rate_limit_window_ms,
+                1..=DAY_MS,
+            )?,
+            shutdown_timeout: millis(
+                "SHUTDOWN_TIMEOUT_MS",
+                &self.shutdown_timeout_ms,
+                0..=600_000,
+            )?,
             log_level: log_level(&self.log_level)?,
             log_format: match self.log_format.as_str() {
                 "json" => LogFormat::Json,
@@ -91,6 +271,80 @@ impl RawConfig {
                 other => return Err(invalid("LOG_FORMAT", other, "expected json or pretty")),
             },
         })
+    }
+}
+
+impl Config {
+    /// The broker's limits and timings. The backoff seed is 0: the caller
+    /// sets a random one.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            queue_max_size: self.queue_max_size,
+            visibility_timeout: self.visibility_timeout,
+            max_retries: self.max_retries,
+            backoff: Backoff {
+                base_ms: self.base_backoff_ms,
+                max_ms: self.max_backoff_ms,
+                multiplier: self.backoff_multiplier,
+                seed: 0,
+            },
+            max_payload_bytes: self.max_payload_bytes,
+            max_batch: self.max_batch,
+            idempotency_window_ms: self.idempotency_window_ms,
+        }
+    }
+
+    /// Where the HTTP API listens: `BIND_ADDR` and `PORT`.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind_addr, self.port)
+    }
+
+    /// Every setting's variable and effective value, for the startup log.
+    /// `BROKER_TOKEN` shows as `set` or `unset`, never its value.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let recover = match self.recover {
+            RecoveryMode::Strict => "strict",
+            RecoveryMode::SkipCorrupt => "skip-corrupt",
+        };
+        let token = match self.broker_token {
+            Some(_) => "set",
+            None => "unset",
+        };
+        let log_format = match self.log_format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        };
+        vec![
+            ("PORT", self.port.to_string()),
+            ("BIND_ADDR", self.bind_addr.to_string()),
+            ("DATA_DIR", self.data_dir.display().to_string()),
+            ("QUEUE_MAX_SIZE", self.queue_max_size.to_string()),
+            ("WORKER_COUNT", self.worker_count.to_string()),
+            ("VISIBILITY_TIMEOUT_MS", ms(self.visibility_timeout)),
+            ("MAX_RETRIES", self.max_retries.to_string()),
+            ("REAPER_INTERVAL_MS", ms(self.reaper_interval)),
+            ("BASE_BACKOFF_MS", self.base_backoff_ms.to_string()),
+            ("MAX_BACKOFF_MS", self.max_backoff_ms.to_string()),
+            ("BACKOFF_MULTIPLIER", self.backoff_multiplier.to_string()),
+            ("WAL_SEGMENT_BYTES", self.wal_segment_bytes.to_string()),
+            ("WAL_FSYNC", self.wal_fsync.to_string()),
+            ("RECOVER", recover.to_string()),
+            ("MAX_PAYLOAD_BYTES", self.max_payload_bytes.to_string()),
+            ("MAX_BATCH", self.max_batch.to_string()),
+            (
+                "IDEMPOTENCY_WINDOW_MS",
+                self.idempotency_window_ms.to_string(),
+            ),
+            ("BROKER_TOKEN", token.to_string()),
+            ("ALLOWED_ORIGINS", self.allowed_origins.join(",")),
+            ("ENABLE_RATE_LIMIT", self.enable_rate_limit.to_string()),
+            ("RATE_LIMIT_MAX", self.rate_limit_max.to_string()),
+            ("RATE_LIMIT_WINDOW_MS", ms(self.rate_limit_window)),
+            ("SHUTDOWN_TIMEOUT_MS", ms(self.shutdown_timeout)),
+            ("LOG_LEVEL", self.log_level.clone()),
+            ("LOG_FORMAT", log_format.to_string()),
+        ]
     }
 }
 
@@ -136,6 +390,105 @@ where
     }
 }
 
+/// A whole number of milliseconds in `range`, as a duration.
+fn millis(
+    name: &'static str,
+    value: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    in_range(name, value, range).map(Duration::from_millis)
+}
+
+fn float_in_range(
+    name: &'static str,
+    value: &str,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && range.contains(&x) => Ok(x),
+        _ => Err(invalid(
+            name,
+            value,
+            format!(
+                "expected a number from {:.1} to {:.1}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn boolean(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, value, "expected true or false")),
+    }
+}
+
+fn ip_addr(name: &'static str, value: &str) -> Result<IpAddr, ConfigError> {
+    value.trim().parse().map_err(|_| {
+        invalid(
+            name,
+            value,
+            "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::",
+        )
+    })
+}
+
+/// Unset or empty means no auth. A token must be one HTTP token: visible
+/// ASCII without spaces. Errors never show the value.
+fn broker_token(value: Option<&Secret>) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(token) if token.expose().is_empty() => Ok(None),
+        Some(token) if token.expose().bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(token.clone()))
+        }
+        Some(_) => Err(invalid(
+            "BROKER_TOKEN",
+            "<redacted>",
+            "expected visible ASCII characters without spaces, or empty for no auth",
+        )),
+    }
+}
+
+/// Unset or empty means no CORS. Otherwise a comma list of `*` or
+/// `http(s)://host[:port]` (what browsers send as `Origin`: no path).
+fn allowed_origins(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(|entry| {
+            let entry = entry.trim();
+            if is_origin(entry) {
+                Ok(entry.to_string())
+            } else {
+                Err(invalid(
+                    "ALLOWED_ORIGINS",
+                    value,
+                    format!(
+                        "entry {entry:?}: expected a comma list of * or origins \
+                         http://host[:port] or https://host[:port], without path or empty entries"
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn is_origin(entry: &str) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    let host = entry
+        .strip_prefix("https://")
+        .or_else(|| entry.strip_prefix("http://"));
+    matches!(host, Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
+}
+
 fn log_level(value: &str) -> Result<String, ConfigError> {
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| value.to_string())
@@ -151,7 +504,7 @@ fn log_level(value: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     #[derive(Parser)]
     struct Cli {
@@ -159,20 +512,67 @@ mod tests {
         config: RawConfig,
     }
 
+    const TOKEN: &str = "s3cr3t-T0ken-do-not-log";
+
+    /// Parses flags only: the environment variables are taken off every
+    /// argument, so the process environment cannot change the outcome.
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["event-broker"];
         argv.extend_from_slice(args);
-        Cli::parse_from(argv).config.validate()
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None::<&str>))
+            .try_get_matches_from(argv)
+            .expect("flags parse");
+        let raw = Cli::from_arg_matches(&matches).expect("flags parse");
+        raw.config.validate()
+    }
+
+    /// Parses settings given by variable name: `("MAX_BATCH", "7")` is
+    /// passed as `--max-batch=7`.
+    fn with(settings: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let flags: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("--{}={value}", name.to_lowercase().replace('_', "-")))
+            .collect();
+        parse(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn rejected(settings: &[(&str, &str)]) -> ConfigError {
+        match with(settings) {
+            Ok(c) => panic!("{settings:?} was accepted: {c:?}"),
+            Err(e) => e,
+        }
     }
 
     #[test]
     fn defaults_are_those_of_the_design() {
         let c = parse(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.bind_addr, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.queue_max_size, 100_000);
+        assert_eq!(c.worker_count, 8);
+        assert_eq!(c.visibility_timeout, Duration::from_millis(30_000));
+        assert_eq!(c.max_retries, 10);
+        assert_eq!(c.reaper_interval, Duration::from_millis(1_000));
+        assert_eq!(c.base_backoff_ms, 1_000);
+        assert_eq!(c.max_backoff_ms, 60_000);
+        assert_eq!(c.backoff_multiplier, 2.0);
         assert_eq!(c.wal_segment_bytes, 64 << 20);
         assert_eq!(c.wal_fsync, FsyncPolicy::Always);
         assert_eq!(c.recover, RecoveryMode::Strict);
+        assert_eq!(c.max_payload_bytes, 1 << 20);
+        assert_eq!(c.max_batch, 1_000);
+        assert_eq!(c.idempotency_window_ms, 300_000);
+        assert_eq!(c.broker_token, None);
+        assert!(c.allowed_origins.is_empty());
+        assert!(!c.enable_rate_limit);
+        assert_eq!(c.rate_limit_max, 100);
+        assert_eq!(c.rate_limit_window, Duration::from_millis(60_000));
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(10_000));
+        assert_eq!(c.log_level, "info");
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.socket_addr(), "0.0.0.0:3000".parse().unwrap());
     }
 
     #[test]
@@ -186,6 +586,232 @@ mod tests {
         let err = parse(&["--wal-segment-bytes", "12"]).unwrap_err();
         assert_eq!(err.name, "WAL_SEGMENT_BYTES");
         assert!(err.allowed.contains("65536"), "{}", err.allowed);
+    }
+
+    #[test]
+    fn an_integer_out_of_range_or_not_a_number_names_its_variable_and_the_range() {
+        let cases = [
+            ("PORT", "0", "1 to 65535"),
+            ("PORT", "65536", "1 to 65535"),
+            ("PORT", "http", "1 to 65535"),
+            ("QUEUE_MAX_SIZE", "0", "1 to 100000000"),
+            ("WORKER_COUNT", "1025", "1 to 1024"),
+            ("WORKER_COUNT", "-1", "1 to 1024"),
+            ("VISIBILITY_TIMEOUT_MS", "0", "1 to 43200000"),
+            ("MAX_RETRIES", "1001", "0 to 1000"),
+            ("REAPER_INTERVAL_MS", "9", "10 to 3600000"),
+            ("BASE_BACKOFF_MS", "1.5", "0 to 86400000"),
+            ("MAX_BACKOFF_MS", "86400001", "0 to 86400000"),
+            ("MAX_PAYLOAD_BYTES", "16777217", "1 to 16777216"),
+            ("MAX_BATCH", "10001", "1 to 10000"),
+            ("IDEMPOTENCY_WINDOW_MS", "604800001", "0 to 604800000"),
+            ("RATE_LIMIT_MAX", "0", "1 to 1000000"),
+            ("RATE_LIMIT_WINDOW_MS", "", "1 to 86400000"),
+            ("SHUTDOWN_TIMEOUT_MS", "600001", "0 to 600000"),
+        ];
+        for (name, value, range) in cases {
+            let err = rejected(&[(name, value)]);
+            assert_eq!((err.name, err.value.as_str()), (name, value));
+            assert_eq!(err.allowed, format!("expected a whole number from {range}"));
+        }
+    }
+
+    #[test]
+    fn range_bounds_are_accepted() {
+        let c = with(&[
+            ("PORT", "65535"),
+            ("MAX_RETRIES", "0"),
+            ("REAPER_INTERVAL_MS", "10"),
+            ("BASE_BACKOFF_MS", "0"),
+            ("MAX_BACKOFF_MS", "0"),
+            ("BACKOFF_MULTIPLIER", "100"),
+            ("MAX_PAYLOAD_BYTES", "16777216"),
+            ("SHUTDOWN_TIMEOUT_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 65535);
+        assert_eq!(c.max_retries, 0);
+        assert_eq!(c.reaper_interval, Duration::from_millis(10));
+        assert_eq!((c.base_backoff_ms, c.max_backoff_ms), (0, 0));
+        assert_eq!(c.backoff_multiplier, 100.0);
+        assert_eq!(c.max_payload_bytes, 16 << 20);
+        assert_eq!(c.shutdown_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_bad_bind_address_is_reported() {
+        for value in ["localhost", "0.0.0.0:3000", "256.0.0.1", ""] {
+            let err = rejected(&[("BIND_ADDR", value)]);
+            assert_eq!(err.name, "BIND_ADDR");
+            assert!(err.allowed.contains("IP address"), "{}", err.allowed);
+        }
+        let c = with(&[("BIND_ADDR", "::1"), ("PORT", "8080")]).unwrap();
+        assert_eq!(c.socket_addr(), "[::1]:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_bad_bool_is_reported() {
+        for value in ["yes", "1", "TRUE", ""] {
+            let err = rejected(&[("ENABLE_RATE_LIMIT", value)]);
+            assert_eq!(err.name, "ENABLE_RATE_LIMIT");
+            assert_eq!(err.allowed, "expected true or false");
+        }
+        assert!(
+            with(&[("ENABLE_RATE_LIMIT", "true")])
+                .unwrap()
+                .enable_rate_limit
+        );
+    }
+
+    #[test]
+    fn a_bad_multiplier_is_reported() {
+        for value in ["0.5", "100.5", "NaN", "inf", "two", ""] {
+            let err = rejected(&[("BACKOFF_MULTIPLIER", value)]);
+            assert_eq!(err.name, "BACKOFF_MULTIPLIER");
+            assert_eq!(err.allowed, "expected a number from 1.0 to 100.0");
+        }
+        let c = with(&[("BACKOFF_MULTIPLIER", "1.5")]).unwrap();
+        assert_eq!(c.backoff_multiplier, 1.5);
+    }
+
+    #[test]
+    fn max_backoff_below_base_backoff_is_reported_on_max_backoff() {
+        let err = rejected(&[("BASE_BACKOFF_MS", "5000"), ("MAX_BACKOFF_MS", "4999")]);
+        assert_eq!((err.name, err.value.as_str()), ("MAX_BACKOFF_MS", "4999"));
+        assert_eq!(err.allowed, "must be at least BASE_BACKOFF_MS (5000)");
+        let c = with(&[("BASE_BACKOFF_MS", "5000"), ("MAX_BACKOFF_MS", "5000")]).unwrap();
+        assert_eq!((c.base_backoff_ms, c.max_backoff_ms), (5000, 5000));
+    }
+
+    #[test]
+    fn origins_are_trimmed_and_checked() {
+        let list = " https://app.example.com , http://localhost:5173,*";
+        let c = with(&[("ALLOWED_ORIGINS", list)]).unwrap();
+        let expected = ["https://app.example.com", "http://localhost:5173", "*"];
+        assert_eq!(c.allowed_origins, expected);
+        let c = with(&[("ALLOWED_ORIGINS", " ")]).unwrap();
+        assert!(c.allowed_origins.is_empty());
+        for (value, entry) in [
+            ("example.com", "example.com"),
+            ("https://a.com,,https://b.com", ""),
+            ("https://a.com,", ""),
+            ("https://a.com/", "https://a.com/"),
+            ("ftp://a.com", "ftp://a.com"),
+            ("https://", "https://"),
+            ("**", "**"),
+        ] {
+            let err = rejected(&[("ALLOWED_ORIGINS", value)]);
+            assert_eq!((err.name, err.value.as_str()), ("ALLOWED_ORIGINS", value));
+            let start = format!("entry {entry:?}: expected");
+            assert!(err.allowed.starts_with(&start), "{}", err.allowed);
+            assert!(
+                err.allowed.contains("https://host[:port]"),
+                "{}",
+                err.allowed
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_token_means_no_auth() {
+        assert_eq!(with(&[("BROKER_TOKEN", "")]).unwrap().broker_token, None);
+        let c = with(&[("BROKER_TOKEN", TOKEN)]).unwrap();
+        assert_eq!(c.broker_token.as_ref().map(Secret::expose), Some(TOKEN));
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_summary_errors_or_help() {
+        let c = with(&[("BROKER_TOKEN", TOKEN)]).unwrap();
+        for debug in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!debug.contains(TOKEN), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+        let summary = c.summary();
+        assert!(summary.iter().all(|(_, value)| !value.contains(TOKEN)));
+        assert!(summary.contains(&("BROKER_TOKEN", "set".to_string())));
+        let unset = parse(&[]).unwrap().summary();
+        assert!(unset.contains(&("BROKER_TOKEN", "unset".to_string())));
+
+        let err = rejected(&[("BROKER_TOKEN", &format!("{TOKEN} with spaces"))]);
+        assert_eq!(err.name, "BROKER_TOKEN");
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+
+        let raw = Cli::try_parse_from(["event-broker", "--broker-token", TOKEN]).unwrap();
+        assert!(!format!("{:?}", raw.config).contains(TOKEN));
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "broker_token");
+        assert!(
+            arg.unwrap().is_hide_env_values_set(),
+            "--help would show it"
+        );
+    }
+
+    #[test]
+    fn summary_names_every_setting_once_with_its_value() {
+        let c = with(&[("ALLOWED_ORIGINS", "https://a.com,*"), ("PORT", "8080")]).unwrap();
+        let summary = c.summary();
+        let mut names: Vec<&str> = summary.iter().map(|(name, _)| *name).collect();
+        let command = Cli::command();
+        let mut variables: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env()?.to_str())
+            .collect();
+        names.sort_unstable();
+        variables.sort_unstable();
+        assert_eq!(names, variables);
+        let value = |name| &summary.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(value("PORT"), "8080");
+        assert_eq!(value("ALLOWED_ORIGINS"), "https://a.com,*");
+        assert_eq!(value("VISIBILITY_TIMEOUT_MS"), "30000");
+        assert_eq!(value("BACKOFF_MULTIPLIER"), "2");
+        assert_eq!(value("WAL_FSYNC"), "always");
+        assert_eq!(value("RECOVER"), "strict");
+        assert_eq!(value("LOG_FORMAT"), "json");
+    }
+
+    #[test]
+    fn limits_carry_the_broker_settings() {
+        let defaults = parse(&[]).unwrap().limits();
+        let expected = Limits::default();
+        assert_eq!(defaults.queue_max_size, expected.queue_max_size);
+        assert_eq!(defaults.visibility_timeout, expected.visibility_timeout);
+        assert_eq!(defaults.max_retries, expected.max_retries);
+        assert_eq!(defaults.backoff, expected.backoff);
+        assert_eq!(defaults.max_payload_bytes, expected.max_payload_bytes);
+        assert_eq!(defaults.max_batch, expected.max_batch);
+        assert_eq!(
+            defaults.idempotency_window_ms,
+            expected.idempotency_window_ms
+        );
+
+        let limits = with(&[
+            ("QUEUE_MAX_SIZE", "42"),
+            ("VISIBILITY_TIMEOUT_MS", "1500"),
+            ("MAX_RETRIES", "3"),
+            ("BASE_BACKOFF_MS", "250"),
+            ("MAX_BACKOFF_MS", "9000"),
+            ("BACKOFF_MULTIPLIER", "1.5"),
+            ("MAX_PAYLOAD_BYTES", "4096"),
+            ("MAX_BATCH", "7"),
+            ("IDEMPOTENCY_WINDOW_MS", "0"),
+        ])
+        .unwrap()
+        .limits();
+        assert_eq!(limits.queue_max_size, 42);
+        assert_eq!(limits.visibility_timeout, Duration::from_millis(1500));
+        assert_eq!(limits.max_retries, 3);
+        let backoff = Backoff {
+            base_ms: 250,
+            max_ms: 9000,
+            multiplier: 1.5,
+            seed: 0,
+        };
+        assert_eq!(limits.backoff, backoff);
+        assert_eq!(limits.max_payload_bytes, 4096);
+        assert_eq!(limits.max_batch, 7);
+        assert_eq!(limits.idempotency_window_ms, 0);
     }
 
     #[test]

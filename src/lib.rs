@@ -16,4 +16,5 @@ pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod shutdown;
 pub mod wal;

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use event_broker::broker::{Broker, BrokerOptions, Limits};
+use event_broker::api::{self, AppState};
+use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
+use event_broker::shutdown;
 use event_broker::wal::{verify_checkpoint, WalOptions};
+use tokio_util::sync::CancellationToken;
 
 /// A durable event queue broker.
 #[derive(Debug, Parser)]
@@ -24,7 +27,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Open the broker, recovering its log in DATA_DIR (the default command).
+    /// Recover the log in DATA_DIR and serve the HTTP API (the default command).
     Serve,
     /// Check a checkpoint directory against its manifest, frame by frame.
     Verify {
@@ -75,13 +78,19 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         recovery: config.recover,
         ..WalOptions::new(&config.data_dir)
     };
-    let mut limits = Limits::default();
+    let mut limits = config.limits();
     limits.backoff.seed = std::hash::RandomState::new().hash_one(std::process::id());
     let options = BrokerOptions {
         wal,
         limits,
         clock: Arc::new(SystemClock),
     };
+    let settings = config.summary();
+    let fields: serde_json::Map<String, serde_json::Value> = settings
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone().into()))
+        .collect();
+    tracing::info!(config = %serde_json::Value::Object(fields), "starting");
     let (broker, report) = Broker::open(options)
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
     let status = broker.wal().status();
@@ -97,16 +106,52 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         fsync = %status.fsync,
         "log recovered"
     );
-    println!(
-        "event-broker: log in {} recovered: {} segment(s), {} record(s), {} bytes, {} event(s) in {} queue(s); the HTTP API is not served yet",
-        config.data_dir.display(),
-        report.wal.segments,
-        report.records,
-        status.bytes,
-        report.events,
-        report.queues
+    let broker = Arc::new(broker);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = AppState {
+        broker: broker.clone(),
+        shutdown: CancellationToken::new(),
+        started: std::time::Instant::now(),
+        settings: Arc::new(settings),
+    };
+    runtime.block_on(run(config, state))?;
+    drop(runtime);
+    broker.close().context("flushing and closing the log")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves until a signal, then shuts down in order: stop accepting, answer
+/// long polls, let requests finish up to `SHUTDOWN_TIMEOUT_MS`, stop the reaper.
+async fn run(config: &Config, state: AppState) -> anyhow::Result<()> {
+    let shutdown = state.shutdown.clone();
+    shutdown::cancel_on_signal(shutdown.clone()).context("installing signal handlers")?;
+    let addr = config.socket_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let reaper = tokio::spawn(
+        state
+            .broker
+            .clone()
+            .run_reaper(config.reaper_interval, shutdown.clone()),
     );
-    broker.close().context("closing the log")?;
+    let app = api::router(state);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = deadline => tracing::warn!("shutdown timeout: closing the connections still open"),
+    }
+    reaper.await.context("the reaper task")?;
     Ok(())
 }
 

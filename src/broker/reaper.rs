@@ -2,7 +2,10 @@
 //! events become ready, idempotency keys past their window are forgotten.
 //! A task calls it every `REAPER_INTERVAL_MS` or at the next due moment.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use super::consume::Failure;
 use super::queue::Status;
@@ -77,5 +80,43 @@ impl Broker {
             result.map(|()| report)
         });
         self.submit(&mut core, records, finish)
+    }
+}
+
+impl Broker {
+    /// Runs reaper steps until `shutdown`: every `interval`, or sooner when a
+    /// lease expires or a delayed event is due, each followed by a cleanup
+    /// pass (on a blocking thread: it waits for log writes).
+    pub async fn run_reaper(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            let next_due = match self.reap().result().await {
+                Ok(report) => report.next_due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaper step failed");
+                    None
+                }
+            };
+            let broker = self.clone();
+            match tokio::task::spawn_blocking(move || broker.cleanup()).await {
+                Ok(Ok(r)) if r.deleted > 0 => {
+                    tracing::info!(
+                        deleted = r.deleted,
+                        relocated = r.relocated,
+                        "log cleaned up"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "log cleanup failed"),
+                Err(e) => tracing::error!(error = %e, "log cleanup panicked"),
+            }
+            let now = self.shared.clock.now();
+            let wait = next_due.map_or(interval, |due| {
+                due.saturating_duration_since(now).min(interval)
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 }
