@@ -116,6 +116,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         shutdown: CancellationToken::new(),
         started: std::time::Instant::now(),
         settings: Arc::new(settings),
+        token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
     };
     runtime.block_on(run(config, state))?;
     drop(runtime);

@@ -48,6 +48,7 @@ impl Api {
             shutdown: Default::default(),
             started: Instant::now(),
             settings: Arc::new(vec![("PORT", "3000".into())]),
+            token: None,
         };
         Api {
             _dir: dir,
@@ -369,4 +370,26 @@ async fn queues_status_and_health_describe_the_broker() {
     let (s, v) = api.get("/api/health/ready").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["status"], "unavailable");
+}
+
+#[tokio::test]
+async fn with_a_token_every_route_but_health_needs_it() {
+    let mut api = Api::new();
+    api.state.token = Some(Arc::from("s3cret"));
+    let (s, v) = api.get("/api/queues").await;
+    assert_error(s, &v, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
+    let req = Request::get("/api/queues")
+        .header(header::AUTHORIZATION, "Bearer wrong")
+        .body(Body::empty())
+        .unwrap();
+    let (s, v, headers) = api.send(req).await;
+    assert_error(s, &v, StatusCode::UNAUTHORIZED, "unauthorized", "wrong");
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    let req = Request::get("/api/queues")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(req).await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/health").await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/health/ready").await.0, StatusCode::OK);
 }

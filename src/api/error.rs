@@ -19,6 +19,9 @@ pub enum ApiError {
     /// A field is missing, of the wrong type or out of range; the message names it.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A token is required and missing or wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// An unknown route, queue or id.
     #[error("{0}")]
     NotFound(String),
@@ -44,6 +47,7 @@ impl ApiError {
         match self {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::LeaseLost(_) => (StatusCode::CONFLICT, "lease_lost"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -85,6 +89,11 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
             );
+        }
+        if code == "unauthorized" {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -5,6 +5,7 @@
 //! Bodies are decoded from the raw bytes with borrowed fields, so a payload
 //! goes from the request to the log as the exact text the client sent.
 
+mod auth;
 mod body;
 pub mod error;
 mod events;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +35,8 @@ pub struct AppState {
     pub started: Instant,
     /// The effective configuration shown by `/api/status` (no secrets).
     pub settings: Arc<Vec<(&'static str, String)>>,
+    /// `BROKER_TOKEN`: when set, every route but health needs it.
+    pub token: Option<Arc<str>>,
 }
 
 /// The longest long poll a client may ask for.
@@ -55,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
