@@ -117,6 +117,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         started: std::time::Instant::now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
+        origins: Arc::new(config.allowed_origins.clone()),
     };
     runtime.block_on(run(config, state))?;
     drop(runtime);

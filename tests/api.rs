@@ -49,6 +49,7 @@ impl Api {
             started: Instant::now(),
             settings: Arc::new(vec![("PORT", "3000".into())]),
             token: None,
+            origins: Arc::new(Vec::new()),
         };
         Api {
             _dir: dir,
@@ -392,4 +393,45 @@ async fn with_a_token_every_route_but_health_needs_it() {
     assert_eq!(api.send(req).await.0, StatusCode::OK);
     assert_eq!(api.get("/api/health").await.0, StatusCode::OK);
     assert_eq!(api.get("/api/health/ready").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_security_headers() {
+    let api = Api::new();
+    let (_, _, headers) = api.call(Method::GET, "/api/nothing", None).await;
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let generated = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(generated.len(), 36, "a uuid: {generated}");
+    let req = Request::get("/api/health")
+        .header("x-request-id", "trace-me-42")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, headers) = api.send(req).await;
+    assert_eq!(headers["x-request-id"], "trace-me-42");
+}
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_only_and_preflight_needs_no_token() {
+    let mut api = Api::new();
+    api.state.origins = Arc::new(vec!["https://app.example".into()]);
+    api.state.token = Some(Arc::from("s3cret"));
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/queues/q/events")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, _, headers) = api.send(preflight("https://app.example")).await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example"
+    );
+    let (_, _, headers) = api.send(preflight("https://evil.example")).await;
+    assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }

@@ -9,6 +9,7 @@ mod auth;
 mod body;
 pub mod error;
 mod events;
+mod layers;
 mod leases;
 mod ops;
 mod queues;
@@ -20,6 +21,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+use tower::util::option_layer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::broker::Broker;
 pub use error::ApiError;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub settings: Arc<Vec<(&'static str, String)>>,
     /// `BROKER_TOKEN`: when set, every route but health needs it.
     pub token: Option<Arc<str>>,
+    /// `ALLOWED_ORIGINS` for CORS; empty for none.
+    pub origins: Arc<Vec<String>>,
 }
 
 /// The longest long poll a client may ask for.
@@ -58,11 +63,20 @@ pub fn router(state: AppState) -> Router {
         .merge(queues::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        // Innermost first: each layer wraps the ones above it.
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
+        // Outside auth, so that browsers' preflight requests need no token.
+        .layer(option_layer(layers::cors(&state.origins)))
+        .layer(layers::security_header(layers::SECURITY_HEADERS[0].clone()))
+        .layer(layers::security_header(layers::SECURITY_HEADERS[1].clone()))
+        .layer(layers::security_header(layers::SECURITY_HEADERS[2].clone()))
+        .layer(middleware::from_fn(layers::log_request))
+        .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID))
+        .layer(SetRequestIdLayer::new(layers::REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
 
