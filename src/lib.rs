@@ -9,12 +9,13 @@
 //!                 a state machine applied from log records. Knows queues, not HTTP.
 //! wal             segmented log: framing, group commit, recovery, reads,
 //!                 deletion of old segments, checkpoints. Knows bytes, not queues.
-//! config, clock   shared by the layers above
+//! config, clock, metrics, shutdown   shared by the layers above
 //! ```
 
 pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod shutdown;
 pub mod wal;

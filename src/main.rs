@@ -11,6 +11,7 @@ use event_broker::api::{self, AppState};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
+use event_broker::metrics::Metrics;
 use event_broker::shutdown;
 use event_broker::wal::{verify_checkpoint, WalOptions};
 use tokio_util::sync::CancellationToken;
@@ -72,10 +73,12 @@ fn init_tracing(config: &Config) {
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(config.queue_max_size));
     let wal = WalOptions {
         segment_bytes: config.wal_segment_bytes,
         fsync: config.wal_fsync,
         recovery: config.recover,
+        observer: Some(metrics.clone()),
         ..WalOptions::new(&config.data_dir)
     };
     let mut limits = config.limits();
@@ -118,6 +121,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
         origins: Arc::new(config.allowed_origins.clone()),
+        metrics,
     };
     runtime.block_on(run(config, state))?;
     drop(runtime);

@@ -12,6 +12,7 @@ use common::broker::{limits, START_MS};
 use event_broker::api::{router, AppState};
 use event_broker::broker::{Broker, BrokerOptions, Limits};
 use event_broker::clock::ManualClock;
+use event_broker::metrics::Metrics;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -50,6 +51,7 @@ impl Api {
             settings: Arc::new(vec![("PORT", "3000".into())]),
             token: None,
             origins: Arc::new(Vec::new()),
+            metrics: Arc::new(Metrics::new(5)),
         };
         Api {
             _dir: dir,
@@ -434,4 +436,52 @@ async fn cors_answers_allowed_origins_only_and_preflight_needs_no_token() {
     );
     let (_, _, headers) = api.send(preflight("https://evil.example")).await;
     assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_route_templates_and_queue_figures() {
+    let api = Api::new();
+    api.post(
+        "/api/queues/q/events",
+        r#"[{"payload": 1}, {"payload": 2}]"#,
+    )
+    .await;
+    api.post("/api/queues/q/lease", r#"{"max": 1}"#).await;
+    let resp = router(api.state.clone())
+        .oneshot(Request::get("/api/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let content_type = resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    for line in [
+        r#"http_requests_total{method="POST",route="/api/queues/{queue}/events",status="201"} 1"#,
+        r#"event_broker_queue_events{queue="q",state="ready"} 1"#,
+        r#"event_broker_queue_events{queue="q",state="in_flight"} 1"#,
+        r#"event_broker_queue_events_total{event="enqueued",queue="q"} 2"#,
+        r#"event_broker_queue_events_total{event="delivered",queue="q"} 1"#,
+        r#"event_broker_queue_utilization{queue="q"} 0.4"#,
+        "event_broker_wal_segments 1",
+        "event_broker_wal_failed 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("process_resident_memory_bytes"),
+        "process metrics"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
 }

@@ -3,18 +3,21 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::AppState;
+
 /// The header that carries a request's id, kept from the request when given.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// One line per request: method, route template, status, duration, request id.
-pub async fn log_request(req: Request, next: Next) -> Response {
+/// One line per request (method, route template, status, duration, request
+/// id), and the request metrics.
+pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -28,11 +31,14 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_string();
     let response = next.run(req).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(method.as_str(), &route, status, took);
     tracing::info!(
         method = %method,
         route,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        status,
+        duration_ms = took.as_secs_f64() * 1e3,
         request_id = id,
         "request"
     );

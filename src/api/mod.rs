@@ -25,6 +25,7 @@ use tower::util::option_layer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::broker::Broker;
+use crate::metrics::Metrics;
 pub use error::ApiError;
 
 /// What every handler shares.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// `ALLOWED_ORIGINS` for CORS; empty for none.
     pub origins: Arc<Vec<String>>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The longest long poll a client may ask for.
@@ -74,7 +77,10 @@ pub fn router(state: AppState) -> Router {
         .layer(layers::security_header(layers::SECURITY_HEADERS[0].clone()))
         .layer(layers::security_header(layers::SECURITY_HEADERS[1].clone()))
         .layer(layers::security_header(layers::SECURITY_HEADERS[2].clone()))
-        .layer(middleware::from_fn(layers::log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::log_request,
+        ))
         .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID))
         .layer(SetRequestIdLayer::new(layers::REQUEST_ID, MakeRequestUuid))
         .with_state(state)

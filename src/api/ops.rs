@@ -1,7 +1,8 @@
 //! Operations: liveness, readiness and status.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -14,6 +15,18 @@ pub fn router() -> Router<AppState> {
         .route("/api/health", get(health))
         .route("/api/health/ready", get(ready))
         .route("/api/status", get(status))
+        .route("/api/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(&state.broker);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn health() -> Json<Value> {

@@ -1,0 +1,186 @@
+//! Prometheus metrics: one registry and every handle, owned here and shared
+//! through the API state; no globals. Queue and log figures are read from
+//! the broker at each scrape, so they cannot drift from the truth.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::broker::{Broker, QueueStats};
+use crate::wal::WalObserver;
+
+/// Every metric the broker exports.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    fsync_seconds: Histogram,
+    commit_records: Histogram,
+    queue_events: IntGaugeVec,
+    queue_utilization: prometheus::GaugeVec,
+    queue_totals: IntCounterVec,
+    wal_segments: IntGauge,
+    wal_bytes: IntGauge,
+    wal_failed: IntGauge,
+    queue_max_size: u64,
+}
+
+fn must<T>(made: prometheus::Result<T>) -> T {
+    // Names and labels are constants of this file: a failure is a bug here.
+    made.expect("metric definitions are valid")
+}
+
+impl Metrics {
+    /// A registry with every metric, process metrics included.
+    pub fn new(queue_max_size: u64) -> Metrics {
+        let registry = Registry::new();
+        let http_requests = must(IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        ));
+        let http_duration = must(HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer a request")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.5, 14).expect("buckets")),
+            &["method", "route"],
+        ));
+        let fsync_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "event_broker_wal_fsync_seconds",
+                "Duration of one fdatasync",
+            )
+            .buckets(prometheus::exponential_buckets(0.00005, 2.0, 14).expect("buckets")),
+        ));
+        let commit_records = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "event_broker_wal_records_per_commit",
+                "Records written by one group commit",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 2.0, 14).expect("buckets")),
+        ));
+        let queue_events = must(IntGaugeVec::new(
+            Opts::new("event_broker_queue_events", "Events of a queue by state"),
+            &["queue", "state"],
+        ));
+        let queue_utilization = must(prometheus::GaugeVec::new(
+            Opts::new(
+                "event_broker_queue_utilization",
+                "Pending events (ready, delayed, in flight) over QUEUE_MAX_SIZE",
+            ),
+            &["queue"],
+        ));
+        let queue_totals = must(IntCounterVec::new(
+            Opts::new(
+                "event_broker_queue_events_total",
+                "Events of a queue by what happened to them, since the process started",
+            ),
+            &["queue", "event"],
+        ));
+        let wal_segments = must(IntGauge::new("event_broker_wal_segments", "Segment files"));
+        let wal_bytes = must(IntGauge::new(
+            "event_broker_wal_bytes",
+            "Bytes in segment files",
+        ));
+        let wal_failed = must(IntGauge::new(
+            "event_broker_wal_failed",
+            "1 when the log refuses writes after a storage failure",
+        ));
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(fsync_seconds.clone()),
+            Box::new(commit_records.clone()),
+            Box::new(queue_events.clone()),
+            Box::new(queue_utilization.clone()),
+            Box::new(queue_totals.clone()),
+            Box::new(wal_segments.clone()),
+            Box::new(wal_bytes.clone()),
+            Box::new(wal_failed.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            must(registry.register(c));
+        }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            fsync_seconds,
+            commit_records,
+            queue_events,
+            queue_utilization,
+            queue_totals,
+            wal_segments,
+            wal_bytes,
+            wal_failed,
+            queue_max_size,
+        }
+    }
+
+    /// Counts one answered request; `route` is the route template, never the raw path.
+    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http_requests
+            .with_label_values(&[method, route, status.to_string().as_str()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition of every metric, read from `broker` now.
+    pub fn render(&self, broker: &Broker) -> String {
+        for q in broker.queues() {
+            self.queue(&q);
+        }
+        let wal = broker.wal().status();
+        self.wal_segments.set(wal.segments as i64);
+        self.wal_bytes.set(wal.bytes as i64);
+        self.wal_failed.set(i64::from(wal.failure.is_some()));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn queue(&self, q: &QueueStats) {
+        let name = q.name.as_str();
+        for (state, n) in [
+            ("ready", q.ready),
+            ("delayed", q.delayed),
+            ("in_flight", q.in_flight),
+            ("dead", q.dead),
+        ] {
+            self.queue_events
+                .with_label_values(&[name, state])
+                .set(n as i64);
+        }
+        let pending = q.ready + q.delayed + q.in_flight;
+        self.queue_utilization
+            .with_label_values(&[name])
+            .set(pending as f64 / self.queue_max_size.max(1) as f64);
+        for (event, total) in [
+            ("enqueued", q.enqueued_total),
+            ("delivered", q.delivered_total),
+            ("acked", q.acked_total),
+            ("nacked", q.nacked_total),
+            ("expired", q.expired_total),
+            ("dead_lettered", q.dead_lettered_total),
+            ("redriven", q.redriven_total),
+        ] {
+            // Totals only grow: the counter catches up by the difference.
+            let counter = self.queue_totals.with_label_values(&[name, event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+}
+
+impl WalObserver for Metrics {
+    fn committed(&self, records: usize, _bytes: usize) {
+        self.commit_records.observe(records as f64);
+    }
+    fn synced(&self, took: Duration) {
+        self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
