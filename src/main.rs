@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Recover the log in DATA_DIR and serve the HTTP API (the default command).
     Serve,
+    /// Exit 0 when the broker on PORT answers ready, 1 otherwise (for container health checks).
+    Healthcheck,
     /// Check a checkpoint directory against its manifest, frame by frame.
     Verify {
         /// The checkpoint directory (holding manifest.json).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config),
         Command::Verify { dir } => verify(&dir),
+        Command::Healthcheck => healthcheck(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,6 +161,31 @@ async fn run(config: &Config, state: AppState) -> anyhow::Result<()> {
         () = deadline => tracing::warn!("shutdown timeout: closing the connections still open"),
     }
     reaper.await.context("the reaper task")?;
+    Ok(())
+}
+
+fn healthcheck(config: &Config) -> anyhow::Result<()> {
+    let host = match config.bind_addr {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/api/health/ready",
+        std::net::SocketAddr::new(host, config.port)
+    );
+    let answer = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .with_context(|| format!("asking {url}"))?;
+    anyhow::ensure!(
+        answer.status().is_success(),
+        "{url} answered {}: {}",
+        answer.status(),
+        answer.text().unwrap_or_default()
+    );
+    println!("ready");
     Ok(())
 }
 

@@ -271,3 +271,22 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
         );
     }
 }
+
+#[test]
+fn healthcheck_command_exits_0_only_when_the_broker_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_event-broker"))
+            .arg("healthcheck")
+            .env("PORT", &port)
+            .env("LOG_LEVEL", "off")
+            .output()
+            .unwrap()
+            .status
+    };
+    assert!(check().success());
+    drop(server);
+    assert!(!check().success());
+}
