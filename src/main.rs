@@ -2,12 +2,13 @@
 //! the broker (recovering its log), then serve.
 
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use event_broker::api::{self, AppState};
+use event_broker::api::{self, ratelimit, AppState};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
@@ -125,6 +126,11 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
         origins: Arc::new(config.allowed_origins.clone()),
         metrics,
+        limiter: config
+            .enable_rate_limit
+            .then(|| NonZeroU32::new(config.rate_limit_max))
+            .flatten()
+            .map(|max| Arc::new(ratelimit::limiter(max, config.rate_limit_window))),
     };
     runtime.block_on(run(config, state))?;
     drop(runtime);

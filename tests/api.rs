@@ -52,6 +52,7 @@ impl Api {
             token: None,
             origins: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new(5)),
+            limiter: None,
         };
         Api {
             _dir: dir,
@@ -484,4 +485,36 @@ async fn metrics_are_prometheus_text_with_route_templates_and_queue_figures() {
         "process metrics"
     );
     assert!(text.contains("http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn past_the_rate_limit_a_client_gets_429_with_retry_after() {
+    let mut api = Api::new();
+    let max = std::num::NonZeroU32::new(2).unwrap();
+    let window = std::time::Duration::from_secs(60);
+    api.state.limiter = Some(Arc::new(event_broker::api::ratelimit::limiter(max, window)));
+    assert_eq!(api.get("/api/queues").await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/queues").await.0, StatusCode::OK);
+    let (s, v, headers) = api.call(Method::GET, "/api/queues", None).await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "rate limit",
+    );
+    let retry_after: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=30).contains(&retry_after),
+        "one request comes back every 30 s: {retry_after}"
+    );
+    assert_eq!(
+        api.get("/api/health").await.0,
+        StatusCode::OK,
+        "health is never limited"
+    );
 }

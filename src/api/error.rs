@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::broker::BrokerError;
 
 /// Seconds a client is told to wait before retrying an enqueue on a full queue.
-const QUEUE_FULL_RETRY_AFTER_S: u32 = 1;
+const QUEUE_FULL_RETRY_AFTER_S: u64 = 1;
 
 /// Why a request failed, as the API answers it.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,12 @@ pub enum ApiError {
     /// A token is required and missing or wrong.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The client is past its rate limit.
+    #[error("rate limit reached: retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until a request would be allowed.
+        retry_after_s: u64,
+    },
     /// An unknown route, queue or id.
     #[error("{0}")]
     NotFound(String),
@@ -49,6 +55,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::LeaseLost(_) => (StatusCode::CONFLICT, "lease_lost"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
@@ -80,15 +87,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, code, "request failed");
         }
         let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
+            ApiError::Broker(BrokerError::QueueFull { .. }) => Some(QUEUE_FULL_RETRY_AFTER_S),
+            _ => None,
+        };
         if let ApiError::LeaseLost(results) = self {
             body["results"] = results;
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if code == "queue_full" {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
-            );
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if code == "unauthorized" {
             response

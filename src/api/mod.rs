@@ -13,6 +13,7 @@ mod layers;
 mod leases;
 mod ops;
 mod queues;
+pub mod ratelimit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,8 @@ pub struct AppState {
     pub origins: Arc<Vec<String>>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The per-client rate limit, when enabled.
+    pub limiter: Option<Arc<ratelimit::Limiter>>,
 }
 
 /// The longest long poll a client may ask for.
@@ -71,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
         ))
         // Outside auth, so that browsers' preflight requests need no token.
         .layer(option_layer(layers::cors(&state.origins)))

@@ -1,0 +1,56 @@
+//! Per-client rate limit (`ENABLE_RATE_LIMIT`): `RATE_LIMIT_MAX` requests per
+//! `RATE_LIMIT_WINDOW_MS` for each client address, with governor's GCRA
+//! (a burst of the whole allowance, refilled evenly over the window).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::{ApiError, AppState};
+
+/// Limits per client address.
+pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
+
+/// A limiter allowing `max` requests per `window` to each client.
+pub fn limiter(max: NonZeroU32, window: Duration) -> Limiter {
+    let period = (window / max.get()).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(period)
+        .expect("a period of at least 1 ns")
+        .allow_burst(max);
+    RateLimiter::keyed(quota)
+}
+
+/// Answers 429 with `Retry-After` to a client past its allowance; health
+/// checks are never limited.
+pub async fn limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(limiter) = &state.limiter else {
+        return Ok(next.run(req).await);
+    };
+    if req.uri().path().starts_with("/api/health") {
+        return Ok(next.run(req).await);
+    }
+    // Without a connection (in-process tests) every request is one client.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    match limiter.check_key(&client) {
+        Ok(()) => Ok(next.run(req).await),
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Err(ApiError::RateLimited {
+                retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })
+        }
+    }
+}
