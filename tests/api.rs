@@ -518,3 +518,30 @@ async fn past_the_rate_limit_a_client_gets_429_with_retry_after() {
         "health is never limited"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_made_named_and_refused_when_the_name_is_taken() {
+    let api = Api::new();
+    api.post("/api/queues/q/events", r#"{"payload": 1}"#).await;
+    let (s, v) = api
+        .post("/api/admin/checkpoint", r#"{"name": "nightly"}"#)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["path"], "checkpoints/nightly");
+    assert_eq!(v["segments"], 1);
+    assert!(v["bytes"].as_u64().unwrap() > 24);
+    let (s, v) = api
+        .post("/api/admin/checkpoint", r#"{"name": "nightly"}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "name");
+    let (s, v) = api
+        .post("/api/admin/checkpoint", r#"{"name": "../up"}"#)
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "name");
+    let (s, v) = api.post("/api/admin/checkpoint", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["path"].as_str().unwrap().starts_with("checkpoints/20"),
+        "{v}"
+    );
+}

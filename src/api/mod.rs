@@ -5,6 +5,7 @@
 //! Bodies are decoded from the raw bytes with borrowed fields, so a payload
 //! goes from the request to the log as the exact text the client sent.
 
+mod admin;
 mod auth;
 mod body;
 pub mod error;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(leases::router())
         .merge(queues::router())
         .merge(ops::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Innermost first: each layer wraps the ones above it.
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,0 +1,52 @@
+//! `POST /api/admin/checkpoint`: a consistent, crash-safe copy of the log for backups.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::JsonBytes;
+use super::{timestamp, ApiError, AppState};
+use crate::broker::BrokerError;
+use crate::wal::WalError;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/admin/checkpoint", post(checkpoint))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointIn {
+    name: Option<String>,
+}
+
+async fn checkpoint(
+    State(state): State<AppState>,
+    body: JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: CheckpointIn = body.decode(true)?;
+    // The default name is the time, with ':' (not allowed in names) as '-'.
+    let name = req.name.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        timestamp(now).replace(':', "-")
+    });
+    let broker = state.broker.clone();
+    // Linking, copying and syncing files: off the async threads.
+    let made = tokio::task::spawn_blocking(move || broker.wal().checkpoint(&name))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the checkpoint task failed: {e}")))?;
+    match made {
+        Ok(info) => Ok(Json(json!({
+            "path": info.path.to_string_lossy(),
+            "segments": info.segments,
+            "bytes": info.bytes,
+        }))),
+        Err(WalError::BadCheckpointName { name, reason }) => Err(ApiError::InvalidRequest(
+            format!("name: {name:?} cannot be used: {reason}"),
+        )),
+        Err(e) => Err(BrokerError::from(e).into()),
+    }
+}
