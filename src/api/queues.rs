@@ -114,12 +114,8 @@ async fn redrive(
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: IdsIn = body.decode(true)?;
-    let n = state
-        .broker
-        .redrive(&queue, req.ids.as_deref())?
-        .result()
-        .await?;
-    Ok(Json(json!({ "redriven": n })))
+    let pending = state.broker.redrive(&queue, req.ids.as_deref())?;
+    Ok(Json(json!({ "redriven": pending.result().await? })))
 }
 
 async fn purge(
@@ -128,10 +124,6 @@ async fn purge(
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: IdsIn = body.decode(true)?;
-    let n = state
-        .broker
-        .purge(&queue, req.ids.as_deref())?
-        .result()
-        .await?;
-    Ok(Json(json!({ "purged": n })))
+    let pending = state.broker.purge(&queue, req.ids.as_deref())?;
+    Ok(Json(json!({ "purged": pending.result().await? })))
 }

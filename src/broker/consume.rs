@@ -47,13 +47,7 @@ impl Broker {
                 format!("1 to {max_batch}, not {max}"),
             ));
         }
-        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
-        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
-            return Err(BrokerError::invalid(
-                "visibility_timeout_ms",
-                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
-            ));
-        }
+        let timeout = self.lease_length(visibility)?;
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let Some(q) = core.state.queue_id(queue) else {
@@ -194,13 +188,7 @@ impl Broker {
     ) -> Result<Vec<ReceiptResult>, BrokerError> {
         check_queue_name(queue)?;
         self.check_receipt_count(receipts)?;
-        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
-        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
-            return Err(BrokerError::invalid(
-                "visibility_timeout_ms",
-                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
-            ));
-        }
+        let timeout = self.lease_length(visibility)?;
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let q = core.state.queue_id(queue);
@@ -218,6 +206,18 @@ impl Broker {
                 }
             })
             .collect())
+    }
+
+    /// The lease length asked for, or the default; checked.
+    fn lease_length(&self, visibility: Option<Duration>) -> Result<Duration, BrokerError> {
+        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
+        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_ms",
+                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
+            ));
+        }
+        Ok(timeout)
     }
 
     fn check_receipt_count(&self, receipts: &[String]) -> Result<(), BrokerError> {
