@@ -210,25 +210,33 @@ fn drain(base: &str) -> BTreeSet<u64> {
     }
 }
 
-#[test]
-fn sigterm_under_load_exits_0_and_keeps_every_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+/// Runs load against `server` for `run_for`, sends `signal`, and waits for
+/// the exit and for every answer the load got.
+fn interrupt(
+    mut server: Server,
+    signal: i32,
+    consume: bool,
+    run_for: Duration,
+) -> (Acked, ExitStatus) {
     let stop = Arc::new(AtomicBool::new(false));
-    let (acked, load) = load(&server.base, true, &stop);
-    std::thread::sleep(Duration::from_millis(800));
-    server.signal(libc::SIGTERM);
+    let (acked, load) = load(&server.base, consume, &stop);
+    std::thread::sleep(run_for);
+    server.signal(signal);
     let status = server.wait_exit(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
-    assert_eq!(status.code(), Some(0), "{status}");
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert!(
-        acked.enqueued.len() > 100,
-        "little load: {}",
-        acked.enqueued.len()
-    );
-    drop(server);
+    let n = acked.enqueued.len();
+    assert!(n > 100, "little load: {n}");
+    (acked, status)
+}
+
+#[test]
+fn sigterm_under_load_exits_0_and_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (acked, status) = interrupt(server, libc::SIGTERM, true, Duration::from_millis(800));
+    assert_eq!(status.code(), Some(0), "{status}");
 
     let server = Server::start(dir.path());
     let left = drain(&server.base);
@@ -246,21 +254,9 @@ fn sigterm_under_load_exits_0_and_keeps_every_acknowledged_write() {
 fn sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..2 {
-        let mut server = Server::start(dir.path());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (acked, load) = load(&server.base, false, &stop);
-        std::thread::sleep(Duration::from_millis(500 + 200 * round));
-        server.signal(libc::SIGKILL);
-        server.wait_exit(Duration::from_secs(5));
-        stop.store(true, Ordering::Relaxed);
-        load.join().unwrap();
-        let acked = std::mem::take(&mut *acked.lock().unwrap());
-        assert!(
-            acked.enqueued.len() > 100,
-            "little load: {}",
-            acked.enqueued.len()
-        );
-        drop(server);
+        let server = Server::start(dir.path());
+        let run_for = Duration::from_millis(500 + 200 * round);
+        let (acked, _) = interrupt(server, libc::SIGKILL, false, run_for);
 
         let server = Server::start(dir.path());
         let left = drain(&server.base);
