@@ -13,6 +13,7 @@ use event_broker::api::{router, AppState};
 use event_broker::broker::{Broker, BrokerOptions, Limits};
 use event_broker::clock::ManualClock;
 use event_broker::metrics::Metrics;
+use event_broker::wal::fs::FaultyFs;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -33,11 +34,17 @@ impl Api {
     }
 
     fn with(limits: Limits) -> Self {
+        Self::on(limits, FaultyFs::new())
+    }
+
+    /// On a filesystem whose faults the test sets.
+    fn on(limits: Limits, fs: FaultyFs) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let options = BrokerOptions {
             wal: WalOptions {
-                fsync: FsyncPolicy::Never,
+                fsync: FsyncPolicy::Always,
+                fs: Arc::new(fs),
                 ..WalOptions::new(dir.path())
             },
             limits,
@@ -367,7 +374,7 @@ async fn queues_status_and_health_describe_the_broker() {
     );
     let (s, v) = api.get("/api/status").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["wal"]["fsync"], "never");
+    assert_eq!(v["wal"]["fsync"], "always");
     assert_eq!(v["queues"][0]["name"], "q");
     assert_eq!(v["config"]["PORT"], "3000");
     api.state.shutdown.cancel();
@@ -544,4 +551,73 @@ async fn a_checkpoint_is_made_named_and_refused_when_the_name_is_taken() {
         v["path"].as_str().unwrap().starts_with("checkpoints/20"),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn a_full_disk_gets_507_and_nothing_is_stored_then_writes_resume() {
+    let fs = FaultyFs::new();
+    let api = Api::on(limits(), fs.clone());
+    api.post("/api/queues/q/events", r#"{"payload": 1}"#).await;
+    fs.set(|f| f.space_left = Some(10));
+    let (s, v) = api
+        .post(
+            "/api/queues/q/events",
+            r#"[{"payload": 2}, {"payload": 3}]"#,
+        )
+        .await;
+    assert_error(s, &v, StatusCode::INSUFFICIENT_STORAGE, "storage_full", "");
+    assert_eq!(
+        api.get("/api/health/ready").await.0,
+        StatusCode::OK,
+        "a full disk is not a failure"
+    );
+    fs.set(|f| f.space_left = None);
+    let (s, v) = api.post("/api/queues/q/events", r#"{"payload": 4}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, v) = api.post("/api/queues/q/lease", r#"{"max": 10}"#).await;
+    let payloads: Vec<&Value> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["payload"])
+        .collect();
+    assert_eq!(
+        payloads,
+        [&json!(1), &json!(4)],
+        "nothing of the failed batch"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_fsync_gets_503_for_writes_while_reads_and_health_go_on() {
+    let fs = FaultyFs::new();
+    let api = Api::on(limits(), fs.clone());
+    api.post("/api/queues/q/events", r#"{"payload": 1}"#).await;
+    fs.set(|f| f.fail_next_sync = true);
+    let (s, v) = api.post("/api/queues/q/events", r#"{"payload": 2}"#).await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "fsync",
+    );
+    let (s, v) = api.post("/api/queues/q/events", r#"{"payload": 3}"#).await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "restart",
+    );
+    let (s, v) = api.get("/api/health/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        v["reason"].as_str().unwrap().contains("storage failed"),
+        "{v}"
+    );
+    assert_eq!(api.get("/api/health").await.0, StatusCode::OK);
+    let (s, v) = api.post("/api/queues/q/lease", r#"{"max": 10}"#).await;
+    assert_eq!(s, StatusCode::OK, "reads go on: {v}");
+    assert_eq!(v["events"][0]["payload"], 1);
 }
