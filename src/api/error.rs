@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("expected a body with content-type application/json")]
     UnsupportedMediaType,
+    /// The request ran past the request timeout.
+    #[error("the request did not finish within {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
     /// The server's own fault.
     #[error("{0}")]
     Internal(String),
@@ -62,6 +65,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Broker(e) => broker_status(e),
         }
     }

@@ -19,11 +19,14 @@ pub mod ratelimit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
+use axum::BoxError;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tower::util::option_layer;
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::broker::Broker;
@@ -54,6 +57,10 @@ pub struct AppState {
 /// The longest long poll a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// No request runs longer than this: the longest long poll and then some,
+/// so only a stalled disk or a stuck handler ever meets it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The router of every route, without the outer layers (auth, limits,
 /// logging) that `serve` adds; tests call it without a socket.
 pub fn router(state: AppState) -> Router {
@@ -73,6 +80,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Innermost first: each layer wraps the ones above it.
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::TimedOut(REQUEST_TIMEOUT)
+                }))
+                .timeout(REQUEST_TIMEOUT),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
