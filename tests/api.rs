@@ -621,3 +621,45 @@ async fn a_failed_fsync_gets_503_for_writes_while_reads_and_health_go_on() {
     assert_eq!(s, StatusCode::OK, "reads go on: {v}");
     assert_eq!(v["events"][0]["payload"], 1);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let api = Api::new();
+    let (s, v) = api.get("/api/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["openapi"].as_str().unwrap().starts_with('3'),
+        "{}",
+        v["openapi"]
+    );
+    let paths = v["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/queues/{queue}/events", "post"),
+        ("/api/queues/{queue}/lease", "post"),
+        ("/api/queues/{queue}/ack", "post"),
+        ("/api/queues/{queue}/nack", "post"),
+        ("/api/queues/{queue}/extend", "post"),
+        ("/api/queues", "get"),
+        ("/api/queues/{queue}", "get"),
+        ("/api/queues/{queue}/dlq", "get"),
+        ("/api/queues/{queue}/dlq/redrive", "post"),
+        ("/api/queues/{queue}/dlq/purge", "post"),
+        ("/api/health", "get"),
+        ("/api/health/ready", "get"),
+        ("/api/status", "get"),
+        ("/api/metrics", "get"),
+        ("/api/admin/checkpoint", "post"),
+        ("/api/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    let schemas = v["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("EventIn") && schemas.contains_key("ErrorBody"));
+    assert_eq!(
+        v["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}

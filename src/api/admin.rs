@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBytes;
+use super::openapi as doc;
 use super::{timestamp, ApiError, AppState};
 use crate::broker::BrokerError;
 use crate::wal::WalError;
@@ -21,7 +22,10 @@ struct CheckpointIn {
     name: Option<String>,
 }
 
-async fn checkpoint(
+/// A consistent, crash-safe copy of the log under `DATA_DIR/checkpoints/<name>/`.
+#[utoipa::path(post, path = "/api/admin/checkpoint", request_body = doc::CheckpointIn,
+    responses((status = 200, body = doc::CheckpointOut), (status = 400, description = "invalid_request", body = doc::ErrorBody)))]
+pub(crate) async fn checkpoint(
     State(state): State<AppState>,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {

@@ -12,6 +12,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::body::JsonBytes;
+use super::openapi as doc;
 use super::{error::from_serde, ApiError, AppState};
 use crate::broker::{BrokerError, NewEvent};
 
@@ -32,7 +33,14 @@ struct EventIn<'a> {
     headers: Option<&'a RawValue>,
 }
 
-async fn enqueue(
+/// Enqueue one event or a batch (all or nothing).
+#[utoipa::path(post, path = "/api/queues/{queue}/events", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")),
+    request_body(content = doc::EventIn, description = "One event object, or an array of 1..=MAX_BATCH of them"),
+    responses((status = 201, description = "Stored (durable under WAL_FSYNC=always); a batch answers EnqueuedBatch", body = doc::Enqueued), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody),
+        (status = 413, description = "payload_too_large", body = doc::ErrorBody), (status = 415, description = "unsupported_media_type", body = doc::ErrorBody),
+        (status = 429, description = "queue_full or rate_limited", body = doc::ErrorBody), (status = 503, description = "unavailable", body = doc::ErrorBody),
+        (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+pub(crate) async fn enqueue(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,

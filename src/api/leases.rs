@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::body::JsonBytes;
+use super::openapi as doc;
 use super::{timestamp, ApiError, AppState, MAX_WAIT};
 use crate::broker::{Delivery, ReceiptResult, ReceiptStatus};
 
@@ -83,7 +84,10 @@ struct LeaseOut<'a> {
     events: Vec<EventOut<'a>>,
 }
 
-async fn lease(
+/// Lease up to `max` events, waiting up to `wait_ms` for one.
+#[utoipa::path(post, path = "/api/queues/{queue}/lease", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::LeaseIn,
+    responses((status = 200, body = doc::Leased), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody)))]
+pub(crate) async fn lease(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
@@ -139,7 +143,11 @@ struct ExtendIn {
 /// The longest error text kept with a failed delivery.
 const MAX_ERROR_CHARS: usize = 4096;
 
-async fn ack(
+/// Ack by receipt: the events are gone.
+#[utoipa::path(post, path = "/api/queues/{queue}/ack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ReceiptsIn,
+    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
+        (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+pub(crate) async fn ack(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
@@ -149,7 +157,11 @@ async fn ack(
     answer(results)
 }
 
-async fn nack(
+/// Fail deliveries by receipt: retried after a backoff, or dead-lettered.
+#[utoipa::path(post, path = "/api/queues/{queue}/nack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::NackIn,
+    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
+        (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+pub(crate) async fn nack(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
@@ -170,7 +182,10 @@ async fn nack(
     answer(pending.result().await?)
 }
 
-async fn extend(
+/// Extend leases by receipt.
+#[utoipa::path(post, path = "/api/queues/{queue}/extend", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ExtendIn,
+    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody)))]
+pub(crate) async fn extend(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,

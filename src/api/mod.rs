@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 mod layers;
 mod leases;
+pub mod openapi;
 mod ops;
 mod queues;
 pub mod ratelimit;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queues::router())
         .merge(ops::router())
         .merge(admin::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Innermost first: each layer wraps the ones above it.
         .layer(DefaultBodyLimit::max(body_limit))

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::openapi as doc;
 use super::queues::stats_json;
 use super::AppState;
 
@@ -18,7 +19,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/api/metrics", responses((status = 200, description = "text/plain; version=0.0.4", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(&state.broker);
     (
         [(
@@ -29,11 +32,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn health() -> Json<Value> {
+/// Liveness.
+#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = doc::Health)))]
+pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Readiness: 503 while shutting down or when the log refuses writes.
+#[utoipa::path(get, path = "/api/health/ready", security(()), responses((status = 200, body = doc::Health), (status = 503, body = doc::Health)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let reason = if state.shutdown.is_cancelled() {
         Some("shutting down".to_string())
     } else {
@@ -52,7 +59,9 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-async fn status(State(state): State<AppState>) -> Json<Value> {
+/// Version, uptime, queues, the log and the effective configuration.
+#[utoipa::path(get, path = "/api/status", responses((status = 200, description = "Status object")))]
+pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     let wal = state.broker.wal().status();
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     let config: serde_json::Map<String, Value> = state

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBytes;
 use super::leases::raw;
+use super::openapi as doc;
 use super::{timestamp, ApiError, AppState};
 use crate::broker::{check_queue_name, QueueStats};
 
@@ -35,12 +36,16 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
     })
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
+/// Every queue with its counts.
+#[utoipa::path(get, path = "/api/queues", responses((status = 200, body = doc::Queues)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     Json(json!({ "queues": queues }))
 }
 
-async fn one(
+/// One queue's counts.
+#[utoipa::path(get, path = "/api/queues/{queue}", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), responses((status = 200, body = doc::QueueOut), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+pub(crate) async fn one(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -67,12 +72,16 @@ struct DlqOut<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(crate) struct Page {
     limit: Option<usize>,
     after: Option<u64>,
 }
 
-async fn dlq(
+/// A page of the queue's dead-letter queue.
+#[utoipa::path(get, path = "/api/queues/{queue}/dlq",
+    params(("queue" = String, Path, description = "Queue name"), ("limit" = Option<u32>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "Ids above this")),
+    responses((status = 200, body = doc::DlqPage), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+pub(crate) async fn dlq(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
@@ -108,7 +117,10 @@ struct IdsIn {
     ids: Option<Vec<u64>>,
 }
 
-async fn redrive(
+/// Dead events back to ready, failures reset.
+#[utoipa::path(post, path = "/api/queues/{queue}/dlq/redrive", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
+    responses((status = 200, body = doc::Redriven), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+pub(crate) async fn redrive(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
@@ -118,7 +130,10 @@ async fn redrive(
     Ok(Json(json!({ "redriven": pending.result().await? })))
 }
 
-async fn purge(
+/// Delete dead events.
+#[utoipa::path(post, path = "/api/queues/{queue}/dlq/purge", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
+    responses((status = 200, body = doc::Purged), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+pub(crate) async fn purge(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
