@@ -121,7 +121,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     let state = AppState {
         broker: broker.clone(),
         shutdown: CancellationToken::new(),
-        started: std::time::Instant::now(),
+        started: event_broker::clock::monotonic_now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
         origins: Arc::new(config.allowed_origins.clone()),

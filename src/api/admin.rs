@@ -31,12 +31,9 @@ pub(crate) async fn checkpoint(
 ) -> Result<Json<Value>, ApiError> {
     let req: CheckpointIn = body.decode(true)?;
     // The default name is the time, with ':' (not allowed in names) as '-'.
-    let name = req.name.unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        timestamp(now).replace(':', "-")
-    });
+    let name = req
+        .name
+        .unwrap_or_else(|| timestamp(state.broker.clock().unix_ms()).replace(':', "-"));
     let broker = state.broker.clone();
     // Linking, copying and syncing files: off the async threads.
     let made = tokio::task::spawn_blocking(move || broker.wal().checkpoint(&name))

@@ -1,8 +1,6 @@
 //! The tower layers around every route, applied in `router()`: request ids,
 //! one log line per request, security headers and CORS.
 
-use std::time::Instant;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -18,7 +16,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// One line per request (method, route template, status, duration, request
 /// id), and the request metrics.
 pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let started = crate::clock::monotonic_now();
     let method = req.method().clone();
     let route = req
         .extensions()

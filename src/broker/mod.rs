@@ -272,6 +272,11 @@ impl Broker {
         &self.limits
     }
 
+    /// The clock the broker runs on.
+    pub fn clock(&self) -> &dyn Clock {
+        self.shared.clock.as_ref()
+    }
+
     /// The log underneath, for status pages and checkpoints.
     pub fn wal(&self) -> &Wal {
         &self.wal
