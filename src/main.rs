@@ -98,8 +98,22 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .map(|(k, v)| ((*k).to_string(), v.clone().into()))
         .collect();
     tracing::info!(config = %serde_json::Value::Object(fields), "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Listen before recovering, so that readiness can answer "recovering"
+    // while a large log is replayed.
+    let addr = config.socket_addr();
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let recovered = CancellationToken::new();
+    let early = runtime.spawn(serve_recovering(listener.try_clone()?, recovered.clone()));
     let (broker, report) = Broker::open(options)
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    recovered.cancel();
+    runtime.block_on(early)??;
     let status = broker.wal().status();
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -114,10 +128,6 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         "log recovered"
     );
     let broker = Arc::new(broker);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let state = AppState {
         broker: broker.clone(),
         shutdown: CancellationToken::new(),
@@ -132,7 +142,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
             .flatten()
             .map(|max| Arc::new(ratelimit::limiter(max, config.rate_limit_window))),
     };
-    runtime.block_on(run(config, state))?;
+    runtime.block_on(run(config, state, listener))?;
     drop(runtime);
     broker.close().context("flushing and closing the log")?;
     tracing::info!("stopped");
@@ -141,13 +151,14 @@ fn serve(config: &Config) -> anyhow::Result<()> {
 
 /// Serves until a signal, then shuts down in order: stop accepting, answer
 /// long polls, let requests finish up to `SHUTDOWN_TIMEOUT_MS`, stop the reaper.
-async fn run(config: &Config, state: AppState) -> anyhow::Result<()> {
+async fn run(
+    config: &Config,
+    state: AppState,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<()> {
     let shutdown = state.shutdown.clone();
     shutdown::cancel_on_signal(shutdown.clone()).context("installing signal handlers")?;
-    let addr = config.socket_addr();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let reaper = tokio::spawn(
         state
@@ -168,6 +179,18 @@ async fn run(config: &Config, state: AppState) -> anyhow::Result<()> {
     }
     reaper.await.context("the reaper task")?;
     Ok(())
+}
+
+/// Answers on `listener` while the log is recovered: alive, not ready.
+async fn serve_recovering(
+    listener: std::net::TcpListener,
+    recovered: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, api::recovering_router())
+        .with_graceful_shutdown(recovered.cancelled_owned())
+        .await
+        .context("serving HTTP while recovering")
 }
 
 fn healthcheck(config: &Config) -> anyhow::Result<()> {

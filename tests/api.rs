@@ -663,3 +663,36 @@ async fn the_openapi_document_describes_every_route() {
         "bearer"
     );
 }
+
+#[tokio::test]
+async fn while_recovering_the_broker_is_alive_but_not_ready() {
+    let call = |uri: &'static str| async move {
+        let resp = event_broker::api::recovering_router()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+    };
+    assert_eq!(
+        call("/api/health").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (s, v) = call("/api/health/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        v,
+        json!({"status": "unavailable", "reason": "recovering the log"})
+    );
+    let (s, v) = call("/api/queues").await;
+    assert_error(
+        s,
+        &v,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "recovering",
+    );
+}

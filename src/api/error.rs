@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The request ran past the request timeout.
     #[error("the request did not finish within {} s", .0.as_secs())]
     TimedOut(std::time::Duration),
+    /// The log is still being recovered.
+    #[error("the broker is recovering its log; try again shortly")]
+    Recovering,
     /// The server's own fault.
     #[error("{0}")]
     Internal(String),
@@ -65,7 +68,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TimedOut(_) | ApiError::Recovering => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::Broker(e) => broker_status(e),
         }
     }

@@ -33,6 +33,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::broker::Broker;
 use crate::metrics::Metrics;
 pub use error::ApiError;
+pub use ops::recovering_router;
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::openapi as doc;
 use super::queues::stats_json;
-use super::AppState;
+use super::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -83,4 +83,22 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         "workers": 0,
         "config": config,
     }))
+}
+
+/// What answers while the log is being recovered: alive, not ready, and
+/// every other route `503 unavailable`.
+pub fn recovering_router() -> Router {
+    const REASON: &str = "recovering the log";
+    Router::new()
+        .route("/api/health", get(health))
+        .route(
+            "/api/health/ready",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"status": "unavailable", "reason": REASON})),
+                )
+            }),
+        )
+        .fallback(|| async { ApiError::Recovering })
 }
