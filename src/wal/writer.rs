@@ -152,16 +152,7 @@ impl Writer {
         if self.policy != FsyncPolicy::Always || appends >= self.last_round {
             return None;
         }
-        let until = clock::monotonic_now() + GATHER_WAIT;
-        loop {
-            std::thread::yield_now();
-            if let Ok(cmd) = self.rx.try_recv() {
-                return Some(cmd);
-            }
-            if clock::monotonic_now() >= until {
-                return None;
-            }
-        }
+        self.rx.recv_timeout(GATHER_WAIT).ok()
     }
 
     /// Waits for the next command; under an interval policy, wakes up to
