@@ -696,3 +696,52 @@ async fn while_recovering_the_broker_is_alive_but_not_ready() {
         "recovering",
     );
 }
+
+// Single-threaded: once the poll task yields, it is waiting on its queue.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_poll_returns_soon_after_an_enqueue_to_its_queue() {
+    let api = Api::new();
+    let mut delays = Vec::new();
+    for round in 0..5 {
+        let app = router(api.state.clone());
+        let poll = tokio::spawn(app.oneshot(lease_request(r#"{"wait_ms": 20000}"#)));
+        tokio::task::yield_now().await;
+        assert!(!poll.is_finished(), "the poll should be waiting");
+        let sent = Instant::now();
+        let (s, _) = api
+            .post(
+                "/api/queues/poll/events",
+                &format!(r#"{{"payload": {round}}}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let resp = poll.await.unwrap().unwrap();
+        delays.push(sent.elapsed());
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["events"][0]["payload"], round);
+        let receipt = v["events"][0]["receipt"].as_str().unwrap().to_string();
+        api.post(
+            "/api/queues/poll/ack",
+            &format!(r#"{{"receipts": ["{receipt}"]}}"#),
+        )
+        .await;
+    }
+    delays.sort();
+    eprintln!("long poll answered after the enqueue was sent: {delays:?}");
+    // A generous bound: the figure itself (a few ms, fsync included) is in the README.
+    assert!(
+        delays[2] < std::time::Duration::from_millis(500),
+        "{delays:?}"
+    );
+}
+
+fn lease_request(body: &str) -> Request<Body> {
+    Request::post("/api/queues/poll/lease")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
