@@ -251,13 +251,16 @@ impl Broker {
             .iter()
             .map(|text| {
                 let status = match text.parse::<Receipt>() {
-                    Ok(receipt) => core.state.check_receipt(q, &receipt),
+                    Ok(receipt) => {
+                        let status = core.state.check_receipt(q, &receipt);
+                        if status == ReceiptStatus::Ok {
+                            core.state.set_status(receipt.id, Status::Settling);
+                            ids.push(receipt.id);
+                        }
+                        status
+                    }
                     Err(_) => ReceiptStatus::NotFound,
                 };
-                if let (ReceiptStatus::Ok, Ok(receipt)) = (status, text.parse::<Receipt>()) {
-                    core.state.set_status(receipt.id, Status::Settling);
-                    ids.push(receipt.id);
-                }
                 ReceiptResult {
                     receipt: text.clone(),
                     status,

@@ -6,8 +6,9 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug)]
 pub(crate) struct Idempotency {
     window_ms: u64,
-    /// (queue, key) → (event id, expiry in Unix ms).
-    keys: HashMap<(u32, Box<str>), (u64, u64)>,
+    /// queue → key → (event id, expiry in Unix ms); nested so that a
+    /// lookup by `&str` needs no allocation.
+    keys: HashMap<u32, HashMap<Box<str>, (u64, u64)>>,
     /// Keys in the order they were added, to expire them without a scan.
     order: VecDeque<(u64, u32, Box<str>)>,
 }
@@ -28,8 +29,7 @@ impl Idempotency {
 
     /// The event a key names, if its window is still open.
     pub fn get(&self, queue: u32, key: &str, now: u64) -> Option<u64> {
-        // A tuple key cannot be looked up by borrowed parts; keys are short.
-        let (id, expires) = self.keys.get(&(queue, Box::from(key)))?;
+        let (id, expires) = self.keys.get(&queue)?.get(key)?;
         (*expires > now).then_some(*id)
     }
 
@@ -39,7 +39,10 @@ impl Idempotency {
         if expires <= now || self.get(queue, key, now).is_some() {
             return;
         }
-        self.keys.insert((queue, Box::from(key)), (id, expires));
+        self.keys
+            .entry(queue)
+            .or_default()
+            .insert(Box::from(key), (id, expires));
         self.order.push_back((expires, queue, Box::from(key)));
     }
 
@@ -50,9 +53,10 @@ impl Idempotency {
                 return Some(*expires);
             }
             let (expires, queue, key) = self.order.pop_front().expect("front exists");
-            let entry = (queue, key);
-            if self.keys.get(&entry).is_some_and(|(_, e)| *e == expires) {
-                self.keys.remove(&entry);
+            if let Some(keys) = self.keys.get_mut(&queue) {
+                if keys.get(&key).is_some_and(|(_, e)| *e == expires) {
+                    keys.remove(&key);
+                }
             }
         }
         None
@@ -60,7 +64,7 @@ impl Idempotency {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.values().map(HashMap::len).sum()
     }
 }
 
