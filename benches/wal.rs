@@ -55,8 +55,10 @@ fn run_appenders(wal: &Arc<Wal>, appenders: u64, total: u64, per_batch: usize) -
     started.elapsed()
 }
 
-fn concurrent_appends(c: &mut Criterion) {
-    let mut group = c.benchmark_group("append_256B");
+/// A group of single-record appends from 1, 16 and 64 appenders under
+/// `always` and `never`; `run(wal, appenders, records)` times one sample.
+fn appender_group(c: &mut Criterion, name: &str, run: impl Fn(&Arc<Wal>, u64, u64) -> Duration) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
     for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
@@ -66,11 +68,17 @@ fn concurrent_appends(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(fsync.to_string(), appenders),
                 &appenders,
-                |b, &n| b.iter_custom(|iters| run_appenders(&wal, n, iters.max(n), 1)),
+                |b, &n| b.iter_custom(|iters| run(&wal, n, iters.max(n))),
             );
         }
     }
     group.finish();
+}
+
+fn concurrent_appends(c: &mut Criterion) {
+    appender_group(c, "append_256B", |wal, n, total| {
+        run_appenders(wal, n, total, 1)
+    });
 }
 
 /// The same with appenders as tasks on a two-thread tokio runtime, which is
@@ -110,21 +118,9 @@ fn concurrent_async_appends(c: &mut Criterion) {
         .worker_threads(2)
         .build()
         .expect("runtime");
-    let mut group = c.benchmark_group("append_256B_tasks");
-    group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(5));
-    for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
-        for appenders in [1u64, 16, 64] {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let wal = Arc::new(open(dir.path(), fsync));
-            group.bench_with_input(
-                BenchmarkId::new(fsync.to_string(), appenders),
-                &appenders,
-                |b, &n| b.iter_custom(|iters| run_async_appenders(&rt, &wal, n, iters.max(n))),
-            );
-        }
-    }
-    group.finish();
+    appender_group(c, "append_256B_tasks", |wal, n, total| {
+        run_async_appenders(&rt, wal, n, total)
+    });
 }
 
 fn batched_appends(c: &mut Criterion) {

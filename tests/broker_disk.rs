@@ -44,6 +44,12 @@ fn churn(t: &TestBroker, delayed: bool) -> Vec<u64> {
     kept
 }
 
+fn assert_at_most_three_segments(t: &TestBroker) {
+    let segments = t.broker.wal().segments();
+    let n = segments.len();
+    assert!(n <= 3, "{n} segments: {segments:?}");
+}
+
 fn broker() -> TestBroker {
     let mut limits = limits();
     limits.queue_max_size = 10_000;
@@ -54,12 +60,7 @@ fn broker() -> TestBroker {
 fn a_million_acked_events_leave_at_most_three_segments_and_an_empty_queue() {
     let mut t = broker();
     churn(&t, false);
-    let segments = t.broker.wal().segments();
-    assert!(
-        segments.len() <= 3,
-        "{} segments: {segments:?}",
-        segments.len()
-    );
+    assert_at_most_three_segments(&t);
     t.restart();
     let stats = t
         .broker
@@ -74,12 +75,7 @@ fn long_delayed_events_survive_cleanup_and_restart() {
     let mut t = broker();
     let kept = churn(&t, true);
     assert_eq!(kept.len() as u64, EVENTS / BATCH);
-    let segments = t.broker.wal().segments();
-    assert!(
-        segments.len() <= 3,
-        "{} segments: {segments:?}",
-        segments.len()
-    );
+    assert_at_most_three_segments(&t);
     t.restart();
     let stats = t.broker.queue("q").expect("queue exists");
     assert_eq!((stats.ready, stats.delayed), (0, kept.len() as u64));
