@@ -151,7 +151,7 @@ pub struct Config {
     /// `QUEUE_MAX_SIZE`, default 100000.
     pub queue_max_size: u64,
     /// `WORKER_COUNT`, default 8.
-    pub worker_count: usize,
+    pub worker_count: u32,
     /// `VISIBILITY_TIMEOUT_MS`, default 30 s.
     pub visibility_timeout: Duration,
     /// `MAX_RETRIES`, default 10.
@@ -291,6 +291,7 @@ impl Config {
             max_payload_bytes: self.max_payload_bytes,
             max_batch: self.max_batch,
             idempotency_window_ms: self.idempotency_window_ms,
+            worker_count: self.worker_count,
         }
     }
 
@@ -785,6 +786,7 @@ mod tests {
             defaults.idempotency_window_ms,
             expected.idempotency_window_ms
         );
+        assert_eq!(defaults.worker_count, expected.worker_count);
 
         let limits = with(&[
             ("QUEUE_MAX_SIZE", "42"),

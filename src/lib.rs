@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! main / cli      commands: serve (default) ...
+//! worker          webhook push delivery: tasks that lease, POST, ack or nack
 //! broker          queues, leases, retries, dead letters, idempotency, cleanup;
 //!                 a state machine applied from log records. Knows queues, not HTTP.
 //! wal             segmented log: framing, group commit, recovery, reads,
@@ -16,6 +17,8 @@ pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod event_json;
 pub mod metrics;
 pub mod shutdown;
 pub mod wal;
+pub mod worker;

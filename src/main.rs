@@ -15,6 +15,7 @@ use event_broker::config::{Config, LogFormat, RawConfig};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
 use event_broker::wal::{verify_checkpoint, WalOptions};
+use event_broker::worker::WorkerPool;
 use tokio_util::sync::CancellationToken;
 
 /// A durable event queue broker.
@@ -150,7 +151,8 @@ fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Serves until a signal, then shuts down in order: stop accepting, answer
-/// long polls, let requests finish up to `SHUTDOWN_TIMEOUT_MS`, stop the reaper.
+/// long polls, let requests and webhook calls finish up to `SHUTDOWN_TIMEOUT_MS`,
+/// stop the reaper.
 async fn run(
     config: &Config,
     state: AppState,
@@ -166,16 +168,25 @@ async fn run(
             .clone()
             .run_reaper(config.reaper_interval, shutdown.clone()),
     );
+    let pool = WorkerPool::new(state.broker.clone(), Some(state.metrics.clone()))
+        .context("starting the webhook client")?;
+    let workers = tokio::spawn(pool.run(shutdown.clone()));
     let app = api::router(state);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drained = async {
+        server.await.context("serving HTTP")?;
+        workers.await.context("the webhook workers")
+    };
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(config.shutdown_timeout).await;
     };
     tokio::select! {
-        served = server => served.context("serving HTTP")?,
-        () = deadline => tracing::warn!("shutdown timeout: closing the connections still open"),
+        drained = drained => drained?,
+        () = deadline => tracing::warn!(
+            "shutdown timeout: closing the connections and webhook calls still open"
+        ),
     }
     reaper.await.context("the reaper task")?;
     Ok(())

@@ -11,6 +11,7 @@ use prometheus::{
 
 use crate::broker::{Broker, QueueStats};
 use crate::wal::WalObserver;
+use crate::worker::{DeliveryObserver, Outcome};
 
 /// Every metric the broker exports.
 pub struct Metrics {
@@ -25,6 +26,8 @@ pub struct Metrics {
     wal_segments: IntGauge,
     wal_bytes: IntGauge,
     wal_failed: IntGauge,
+    webhook_calls: IntCounterVec,
+    webhook_seconds: HistogramVec,
     queue_max_size: u64,
 }
 
@@ -87,6 +90,21 @@ impl Metrics {
             "event_broker_wal_failed",
             "1 when the log refuses writes after a storage failure",
         ));
+        let webhook_calls = must(IntCounterVec::new(
+            Opts::new(
+                "event_broker_webhook_deliveries_total",
+                "Webhook calls by outcome: delivered (2xx, acked) or failed (nacked)",
+            ),
+            &["queue", "outcome"],
+        ));
+        let webhook_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "event_broker_webhook_duration_seconds",
+                "Time from lease to ack or nack of one webhook delivery",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.5, 14).expect("buckets")),
+            &["queue"],
+        ));
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -98,6 +116,8 @@ impl Metrics {
             Box::new(wal_segments.clone()),
             Box::new(wal_bytes.clone()),
             Box::new(wal_failed.clone()),
+            Box::new(webhook_calls.clone()),
+            Box::new(webhook_seconds.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(c));
@@ -114,6 +134,8 @@ impl Metrics {
             wal_segments,
             wal_bytes,
             wal_failed,
+            webhook_calls,
+            webhook_seconds,
             queue_max_size,
         }
     }
@@ -182,5 +204,19 @@ impl WalObserver for Metrics {
     }
     fn synced(&self, took: Duration) {
         self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
+
+impl DeliveryObserver for Metrics {
+    fn delivered(&self, queue: &str, outcome: &Outcome, took: Duration) {
+        let result = if outcome.error.is_none() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.webhook_calls.with_label_values(&[queue, result]).inc();
+        self.webhook_seconds
+            .with_label_values(&[queue])
+            .observe(took.as_secs_f64());
     }
 }

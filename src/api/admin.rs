@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use super::body::JsonBytes;
 use super::openapi as doc;
-use super::{timestamp, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::broker::BrokerError;
+use crate::event_json::timestamp;
 use crate::wal::WalError;
 
 pub fn router() -> Router<AppState> {

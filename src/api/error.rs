@@ -55,6 +55,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A stored event whose JSON text no longer parses: the log is damaged.
+    pub(crate) fn damaged(e: serde_json::Error) -> ApiError {
+        ApiError::Internal(format!("a stored event is not JSON: {e}"))
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::body::JsonBytes;
 use super::openapi as doc;
-use super::{timestamp, ApiError, AppState, MAX_WAIT};
-use crate::broker::{Delivery, ReceiptResult, ReceiptStatus};
+use super::{ApiError, AppState, MAX_WAIT};
+use crate::broker::{ReceiptResult, ReceiptStatus};
+use crate::event_json::EventJson;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,51 +37,11 @@ fn one() -> usize {
     1
 }
 
-/// One leased event as the API shows it; payload and headers are the stored JSON text.
-#[derive(Serialize)]
-pub(crate) struct EventOut<'a> {
-    id: u64,
-    queue: &'a str,
-    payload: &'a RawValue,
-    headers: &'a RawValue,
-    attempt: u32,
-    enqueued_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    receipt: Option<String>,
-    lease_expires_at: String,
-}
-
-/// Stored JSON text as a raw value; it was valid JSON when enqueued.
-pub(crate) fn raw<'a>(bytes: &'a [u8], empty: &'static str) -> Result<&'a RawValue, ApiError> {
-    let text = if bytes.is_empty() {
-        empty.as_bytes()
-    } else {
-        bytes
-    };
-    serde_json::from_slice(text)
-        .map_err(|e| ApiError::Internal(format!("a stored event is not JSON: {e}")))
-}
-
-impl<'a> EventOut<'a> {
-    pub(crate) fn of(d: &'a Delivery, with_receipt: bool) -> Result<Self, ApiError> {
-        Ok(EventOut {
-            id: d.id,
-            queue: &d.queue,
-            payload: raw(d.payload(), "null")?,
-            headers: raw(d.headers(), "{}")?,
-            attempt: d.attempt,
-            enqueued_at: timestamp(d.enqueued_at),
-            receipt: with_receipt.then(|| d.receipt.to_string()),
-            lease_expires_at: timestamp(d.lease_expires_at),
-        })
-    }
-}
-
 /// Serialised directly, not through `serde_json::Value`, which would
 /// reformat the payloads' JSON text.
 #[derive(Serialize)]
 struct LeaseOut<'a> {
-    events: Vec<EventOut<'a>>,
+    events: Vec<EventJson<'a>>,
 }
 
 /// Lease up to `max` events, waiting up to `wait_ms` for one.
@@ -114,8 +74,9 @@ pub(crate) async fn lease(
     };
     let events = got
         .iter()
-        .map(|d| EventOut::of(d, true))
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .map(|d| EventJson::of(d, true))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::damaged)?;
     Ok(Json(LeaseOut { events }).into_response())
 }
 

@@ -16,6 +16,7 @@ pub mod openapi;
 mod ops;
 mod queues;
 pub mod ratelimit;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(leases::router())
         .merge(queues::router())
+        .merge(subscriptions::router())
         .merge(ops::router())
         .merge(admin::router())
         .merge(openapi::router())
@@ -110,10 +112,4 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID))
         .layer(SetRequestIdLayer::new(layers::REQUEST_ID, MakeRequestUuid))
         .with_state(state)
-}
-
-/// RFC 3339 with milliseconds, UTC: `2026-11-23T12:00:00.123Z`.
-pub(crate) fn timestamp(unix_ms: u64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
-    humantime::format_rfc3339_millis(at).to_string()
 }

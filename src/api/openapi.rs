@@ -39,6 +39,9 @@ async fn document() -> Json<utoipa::openapi::OpenApi> {
         super::queues::dlq,
         super::queues::redrive,
         super::queues::purge,
+        super::subscriptions::set,
+        super::subscriptions::show,
+        super::subscriptions::remove,
         super::ops::health,
         super::ops::ready,
         super::ops::status,
@@ -207,6 +210,30 @@ pub struct Redriven {
 #[derive(ToSchema)]
 pub struct Purged {
     purged: u64,
+}
+
+/// A webhook subscription.
+#[derive(ToSchema)]
+pub struct SubscriptionIn {
+    /// Where each event is POSTed: an http:// or https:// URL.
+    url: String,
+    /// Deliveries at once, 1..=1024; default WORKER_COUNT.
+    concurrency: Option<u32>,
+    /// How long one call may take, 1..=300000 ms; default 10000.
+    timeout_ms: Option<u64>,
+    /// Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes.
+    secret: Option<String>,
+}
+
+/// A webhook subscription as shown; the secret is never shown.
+#[derive(ToSchema)]
+pub struct SubscriptionOut {
+    queue: String,
+    url: String,
+    concurrency: u32,
+    timeout_ms: u64,
+    /// Whether requests carry Standard Webhooks signatures.
+    signed: bool,
 }
 
 #[derive(ToSchema)]

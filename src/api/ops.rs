@@ -69,6 +69,13 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
         .collect();
+    // Webhook delivery tasks: one per unit of each subscription's concurrency.
+    let workers: u64 = state
+        .broker
+        .subscriptions()
+        .iter()
+        .map(|s| u64::from(s.concurrency))
+        .sum();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -80,7 +87,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
             "fsync": wal.fsync.to_string(),
             "failure": wal.failure,
         },
-        "workers": 0,
+        "workers": workers,
         "config": config,
     }))
 }

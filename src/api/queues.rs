@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::body::JsonBytes;
-use super::leases::raw;
 use super::openapi as doc;
-use super::{timestamp, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::broker::{check_queue_name, QueueStats};
+use crate::event_json::{raw, timestamp};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -94,7 +94,7 @@ pub(crate) async fn dlq(
         .events
         .iter()
         .map(|e| {
-            Ok(DeadOut {
+            Ok::<_, serde_json::Error>(DeadOut {
                 id: e.id,
                 payload: raw(e.payload(), "null")?,
                 headers: raw(e.headers(), "{}")?,
@@ -103,7 +103,8 @@ pub(crate) async fn dlq(
                 dead_at: timestamp(e.dead_at),
             })
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::damaged)?;
     Ok(Json(DlqOut {
         events,
         next: found.next,

@@ -39,6 +39,7 @@ mod queue;
 mod reaper;
 pub mod record;
 mod state;
+mod subscription;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -59,6 +60,7 @@ pub use queue::QueueStats;
 pub use reaper::ReapReport;
 pub use record::Record;
 pub use state::{EventView, Live, Now, ViewStatus};
+pub use subscription::{signing_key, Subscription, SubscriptionRequest, MAX_WEBHOOK_TIMEOUT_MS};
 
 use crate::clock::Clock;
 use crate::wal::{Batch, RecoveryReport, Wal, WalError, WalOptions};
@@ -81,6 +83,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// `IDEMPOTENCY_WINDOW_MS`.
     pub idempotency_window_ms: u64,
+    /// `WORKER_COUNT`: deliveries at once of a webhook subscription that names none.
+    pub worker_count: u32,
 }
 
 impl Default for Limits {
@@ -98,6 +102,7 @@ impl Default for Limits {
             max_payload_bytes: 1 << 20,
             max_batch: 1_000,
             idempotency_window_ms: 300_000,
+            worker_count: 8,
         }
     }
 }
@@ -131,6 +136,11 @@ pub struct Broker {
     wal: Wal,
     limits: Limits,
     cleanup: Mutex<()>,
+    /// Held while a subscription record is written, so that cleanup never
+    /// copies forward a subscription whose removal is being written.
+    subscribing: tokio::sync::Mutex<()>,
+    /// Bumped whenever a subscription is set or removed.
+    subscriptions_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the log's completion thread needs to finish a write: not the log
@@ -263,6 +273,8 @@ impl Broker {
             wal,
             limits: options.limits,
             cleanup: Mutex::new(()),
+            subscribing: tokio::sync::Mutex::new(()),
+            subscriptions_changed: tokio::sync::watch::Sender::new(0),
         };
         Ok((broker, report))
     }

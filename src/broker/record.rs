@@ -75,6 +75,33 @@ pub enum Record<'a> {
         #[serde(borrow)]
         last_error: Option<Cow<'a, str>>,
     },
+    /// A queue's webhook subscription, set or replaced; also written again
+    /// by cleanup so that the segment holding the older copy can go.
+    Subscribe(#[serde(borrow)] Subscribed<'a>),
+    /// A queue's webhook subscription removed.
+    Unsubscribe {
+        /// The queue.
+        #[serde(borrow)]
+        queue: Cow<'a, str>,
+    },
+}
+
+/// A webhook subscription as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribed<'a> {
+    /// The queue whose events are pushed.
+    #[serde(borrow)]
+    pub queue: Cow<'a, str>,
+    /// Where they are POSTed.
+    #[serde(borrow)]
+    pub url: Cow<'a, str>,
+    /// Deliveries at once.
+    pub concurrency: u32,
+    /// How long one delivery may take (ms).
+    pub timeout_ms: u64,
+    /// The Standard Webhooks signing secret (`whsec_...`), if requests are signed.
+    #[serde(borrow)]
+    pub secret: Option<Cow<'a, str>>,
 }
 
 /// An event as enqueued: everything a delivery shows besides its lease.
@@ -137,6 +164,19 @@ impl Stored<'_> {
     }
 }
 
+impl Subscribed<'_> {
+    /// A copy that borrows nothing.
+    pub fn into_owned(self) -> Subscribed<'static> {
+        Subscribed {
+            queue: Cow::Owned(self.queue.into_owned()),
+            url: Cow::Owned(self.url.into_owned()),
+            concurrency: self.concurrency,
+            timeout_ms: self.timeout_ms,
+            secret: owned(self.secret),
+        }
+    }
+}
+
 impl Record<'_> {
     /// The record without headers and payload, which applying it does not
     /// need: what the live path keeps until the record is durable.
@@ -178,6 +218,10 @@ impl Record<'_> {
                 failures,
                 dead_at,
                 last_error: owned(last_error),
+            },
+            Record::Subscribe(s) => Record::Subscribe(s.into_owned()),
+            Record::Unsubscribe { queue } => Record::Unsubscribe {
+                queue: Cow::Owned(queue.into_owned()),
             },
         }
     }
@@ -257,6 +301,16 @@ mod tests {
                 failures: 3,
                 dead_at: Some(4),
                 last_error: Some("lease expired".into()),
+            },
+            Record::Subscribe(Subscribed {
+                queue: "orders".into(),
+                url: "http://127.0.0.1:9000/hook".into(),
+                concurrency: 8,
+                timeout_ms: 10_000,
+                secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            }),
+            Record::Unsubscribe {
+                queue: "orders".into(),
             },
         ];
         for record in records {

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::idempotency::Idempotency;
 use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
-use super::record::{Record, Stored};
+use super::record::{Record, Stored, Subscribed};
 use crate::wal::Position;
 
 /// A moment, on both clocks: monotonic for leases, wall time for what is
@@ -100,6 +100,8 @@ pub(crate) struct State {
     /// a restart would hand out ids again once that event is acked.
     newest_id_segment: Option<u64>,
     pub next_serial: u64,
+    /// Webhook subscriptions by queue name, with the segment of each one's record.
+    pub subscriptions: BTreeMap<Box<str>, (Subscribed<'static>, u64)>,
 }
 
 impl State {
@@ -116,6 +118,7 @@ impl State {
             next_id: 0,
             newest_id_segment: None,
             next_serial: first_serial,
+            subscriptions: BTreeMap::new(),
         }
     }
 
@@ -187,6 +190,16 @@ impl State {
                     last_error: last_error.as_deref(),
                 };
                 self.apply_stored(event, pos, Some(copy), now)
+            }
+            Record::Subscribe(subscribed) => {
+                let kept = (subscribed.clone().into_owned(), pos.segment);
+                self.subscriptions
+                    .insert(Box::from(&*subscribed.queue), kept);
+                None
+            }
+            Record::Unsubscribe { queue } => {
+                self.subscriptions.remove(&**queue);
+                None
             }
         }
     }
@@ -387,6 +400,15 @@ impl State {
     /// Forgets what was kept of segments before `segment`, once they are deleted.
     pub fn forget_segments_before(&mut self, segment: u64) {
         self.keys_until = self.keys_until.split_off(&segment);
+    }
+
+    /// Subscriptions whose record is in `segment`.
+    pub fn subscriptions_in(&self, segment: u64) -> Vec<Subscribed<'static>> {
+        self.subscriptions
+            .values()
+            .filter(|(_, at)| *at == segment)
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Ids of the events whose newest record is in `segment`.

@@ -1,0 +1,57 @@
+//! The JSON of an event as consumers see it, in lease answers, dead-letter
+//! pages and webhook bodies alike. Payload and headers are written as the
+//! stored JSON text, never re-encoded.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::broker::Delivery;
+
+/// One delivered event.
+#[derive(Serialize)]
+pub struct EventJson<'a> {
+    id: u64,
+    queue: &'a str,
+    payload: &'a RawValue,
+    headers: &'a RawValue,
+    attempt: u32,
+    enqueued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<String>,
+    lease_expires_at: String,
+}
+
+impl<'a> EventJson<'a> {
+    /// The event of a lease; webhook bodies leave the receipt out.
+    pub fn of(d: &'a Delivery, with_receipt: bool) -> Result<Self, serde_json::Error> {
+        Ok(EventJson {
+            id: d.id,
+            queue: &d.queue,
+            payload: raw(d.payload(), "null")?,
+            headers: raw(d.headers(), "{}")?,
+            attempt: d.attempt,
+            enqueued_at: timestamp(d.enqueued_at),
+            receipt: with_receipt.then(|| d.receipt.to_string()),
+            lease_expires_at: timestamp(d.lease_expires_at),
+        })
+    }
+}
+
+/// Stored JSON text as a raw value (`empty` when nothing was stored); it
+/// was checked to be JSON when enqueued, so an error means a damaged log.
+pub fn raw<'a>(bytes: &'a [u8], empty: &'static str) -> Result<&'a RawValue, serde_json::Error> {
+    let text = if bytes.is_empty() {
+        empty.as_bytes()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+}
+
+/// Unix ms as RFC 3339 UTC with milliseconds, as every answer shows times.
+pub fn timestamp(unix_ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}

@@ -1,0 +1,181 @@
+//! One subscription's delivery loop: lease an event, POST it, ack or nack.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{DeliveryObserver, Signer};
+use crate::broker::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
+use crate::event_json::EventJson;
+
+/// How long one lease request waits for an event before asking again.
+const POLL: Duration = Duration::from_secs(30);
+
+/// Added to the call's timeout for the lease, so that the lease outlives the
+/// call and the ack or nack after it.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How one webhook call ended; the event was acked or nacked after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The event.
+    pub id: u64,
+    /// Its delivery attempt, starting at 1.
+    pub attempt: u32,
+    /// The subscriber's answer, when it answered.
+    pub status: Option<u16>,
+    /// Why the delivery failed; `None` when it was acked.
+    pub error: Option<String>,
+}
+
+/// Delivers one subscription's events; shared by its tasks.
+pub(super) struct Pusher {
+    broker: Arc<Broker>,
+    client: reqwest::Client,
+    queue: String,
+    url: reqwest::Url,
+    timeout: Duration,
+    signer: Option<Signer>,
+    observer: Option<Arc<dyn DeliveryObserver>>,
+}
+
+impl Pusher {
+    pub fn new(
+        broker: Arc<Broker>,
+        client: reqwest::Client,
+        subscription: &Subscription,
+        observer: Option<Arc<dyn DeliveryObserver>>,
+    ) -> Result<Pusher, BrokerError> {
+        let url = reqwest::Url::parse(&subscription.url)
+            .map_err(|e| BrokerError::invalid("url", e.to_string()))?;
+        let signer = match &subscription.secret {
+            Some(secret) => Some(Signer::new(signing_key(secret)?)),
+            None => None,
+        };
+        Ok(Pusher {
+            broker,
+            client,
+            queue: subscription.queue.to_string(),
+            url,
+            timeout: Duration::from_millis(subscription.timeout_ms),
+            signer,
+            observer,
+        })
+    }
+
+    /// Delivers events one at a time until `stop`; a call in progress is
+    /// finished, acked or nacked first.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let lease = Some(self.timeout + LEASE_MARGIN);
+        loop {
+            let leased = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                got = self.broker.lease_wait(&self.queue, 1, lease, POLL) => got,
+            };
+            match leased {
+                Ok(events) => {
+                    for event in events {
+                        self.deliver(event).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue, error = %e, "webhook worker cannot lease");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, event: Delivery) {
+        let started = Instant::now();
+        let body = EventJson::of(&event, false).and_then(|json| serde_json::to_vec(&json));
+        let (status, error) = match body {
+            Ok(body) => self.post(&event, body).await,
+            Err(e) => (None, Some(format!("the stored event is not JSON: {e}"))),
+        };
+        let receipts = [event.receipt.to_string()];
+        let settled = match &error {
+            None => self.broker.ack(&self.queue, &receipts),
+            Some(why) => self.broker.nack(&self.queue, &receipts, None, Some(why)),
+        };
+        let settled = match settled {
+            Ok(pending) => pending.result().await,
+            Err(e) => Err(e),
+        };
+        match settled.as_deref() {
+            Ok([result]) if result.status == ReceiptStatus::Ok => {}
+            Ok(results) => tracing::warn!(
+                queue = %self.queue,
+                id = event.id,
+                results = ?results,
+                "the lease ran out during the webhook call; the event will be delivered again"
+            ),
+            Err(e) => tracing::warn!(
+                queue = %self.queue,
+                id = event.id,
+                error = %e,
+                "could not settle a webhook delivery; the event will be delivered again"
+            ),
+        }
+        if let Some(observer) = &self.observer {
+            let outcome = Outcome {
+                id: event.id,
+                attempt: event.attempt,
+                status,
+                error,
+            };
+            observer.delivered(&self.queue, &outcome, started.elapsed());
+        }
+    }
+
+    /// POSTs one event; the subscriber's status and the failure, if any.
+    async fn post(&self, event: &Delivery, body: Vec<u8>) -> (Option<u16>, Option<String>) {
+        // Standard Webhooks: the id stays the same across retries of one event.
+        let id = format!("evt_{}", event.id);
+        let timestamp = self.broker.clock().unix_ms() / 1000;
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp);
+        if let Some(signer) = &self.signer {
+            request = request.header("webhook-signature", signer.sign(&id, timestamp, &body));
+        }
+        let answer = match request.body(body).send().await {
+            Ok(answer) => answer,
+            Err(e) => return (None, Some(self.describe(e))),
+        };
+        let status = answer.status();
+        // Read the body so that the connection can be used again.
+        if let Err(e) = answer.bytes().await {
+            return (Some(status.as_u16()), Some(self.describe(e)));
+        }
+        let error = (!status.is_success()).then(|| format!("webhook answered {status}"));
+        (Some(status.as_u16()), error)
+    }
+
+    fn describe(&self, e: reqwest::Error) -> String {
+        if e.is_timeout() {
+            return format!(
+                "webhook did not answer within {} ms",
+                self.timeout.as_millis()
+            );
+        }
+        let e = e.without_url();
+        let mut text = String::from("webhook call failed");
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+}
