@@ -171,7 +171,8 @@ async fn run(
     let pool = WorkerPool::new(state.broker.clone(), Some(state.metrics.clone()))
         .context("starting the webhook client")?;
     let workers = tokio::spawn(pool.run(shutdown.clone()));
-    let app = api::router(state);
+    // With each connection's address, so the rate limit is per client.
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drained = async {

@@ -1,18 +1,18 @@
-//! The HTTP contract of API.md, route by route and error by error, through
-//! `router()` without a socket.
+//! The HTTP contract of API.md, route by route and error by error, over
+//! loopback to a server on a free port.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use common::broker::{limits, START_MS};
+use common::broker::{app_state, limits, START_MS};
 use event_broker::api::{router, AppState};
 use event_broker::broker::{Broker, BrokerOptions, Limits};
 use event_broker::clock::ManualClock;
-use event_broker::metrics::Metrics;
 use event_broker::wal::fs::FaultyFs;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 use serde_json::{json, Value};
@@ -51,16 +51,7 @@ impl Api {
             clock: clock.clone(),
         };
         let broker = Arc::new(Broker::open(options).unwrap().0);
-        let state = AppState {
-            broker,
-            shutdown: Default::default(),
-            started: Instant::now(),
-            settings: Arc::new(vec![("PORT", "3000".into())]),
-            token: None,
-            origins: Arc::new(Vec::new()),
-            metrics: Arc::new(Metrics::new(5)),
-            limiter: None,
-        };
+        let state = app_state(broker);
         Api {
             _dir: dir,
             clock,
@@ -84,15 +75,33 @@ impl Api {
         self.send(req).await
     }
 
+    /// Sends `req` over loopback to a server with the state as it is now
+    /// (tests change auth, CORS and limits between calls).
     async fn send(&self, req: Request<Body>) -> (StatusCode, Value, HeaderMap) {
-        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let (status, bytes, headers) = self.exchange(req).await;
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, value, headers)
+    }
+
+    async fn exchange(&self, req: Request<Body>) -> (StatusCode, Vec<u8>, HeaderMap) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let resp = reqwest::Client::new()
+            .request(parts.method, format!("http://{addr}{}", parts.uri))
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap().to_vec();
+        server.abort();
+        (status, bytes, headers)
     }
 
     async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
@@ -111,11 +120,7 @@ impl Api {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
-        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        String::from_utf8(self.exchange(req).await.1).unwrap()
     }
 }
 
@@ -455,23 +460,15 @@ async fn metrics_are_prometheus_text_with_route_templates_and_queue_figures() {
     )
     .await;
     api.post("/api/queues/q/lease", r#"{"max": 1}"#).await;
-    let resp = router(api.state.clone())
-        .oneshot(Request::get("/api/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let content_type = resp.headers()[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let req = Request::get("/api/metrics").body(Body::empty()).unwrap();
+    let (status, bytes, headers) = api.exchange(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let content_type = headers[header::CONTENT_TYPE].to_str().unwrap().to_string();
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"
     );
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
     for line in [
         r#"http_requests_total{method="POST",route="/api/queues/{queue}/events",status="201"} 1"#,
         r#"event_broker_queue_events{queue="q",state="ready"} 1"#,

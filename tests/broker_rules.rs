@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::broker::{event, limits, TestBroker};
 use event_broker::broker::{
     Backoff, BrokerError, DeadEvent, Delivery, Enqueued, Limits, NewEvent, ReceiptStatus as S,
+    SubscriptionRequest,
 };
 use event_broker::wal::FsyncPolicy;
 
@@ -596,6 +597,56 @@ fn ids_keep_increasing_after_restart_when_cleanup_dropped_every_acked_event() {
     assert_eq!(t.ack(Q, &lease_one(&t, Q)), S::Ok);
     let report = t.broker.cleanup().expect("cleanup");
     assert!(report.deleted > 0, "old segments kept: {report:?}");
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn subscriptions_survive_restarts_and_cleanup() {
+    let mut t = TestBroker::with(limits(), 4096, FsyncPolicy::Never);
+    let request = SubscriptionRequest {
+        url: "http://127.0.0.1:9000/hook".into(),
+        concurrency: None,
+        timeout_ms: Some(2500),
+        secret: Some("whsec_KioqKioqKioqKioqKioqKioqKioqKioq".into()),
+    };
+    let set = block_on(t.broker.subscribe(Q, request)).unwrap();
+    assert_eq!(
+        (set.concurrency, set.timeout_ms),
+        (t.limits.worker_count, 2500)
+    );
+    t.restart();
+    assert_eq!(t.broker.subscription(Q).unwrap(), Some(set.clone()));
+
+    // Enough traffic to fill several segments, all acked: cleanup deletes
+    // the segment holding the subscription once it is written again.
+    let first = t.broker.wal().segments()[0].first_seq;
+    let pad = "x".repeat(64);
+    for round in 0..4 {
+        let batch: Vec<NewEvent> = (0..50)
+            .map(|i| event(&format!(r#"["{pad}",{round},{i}]"#)))
+            .collect();
+        enqueue_all(&t, "other", &batch).unwrap();
+        for d in t.lease("other", 50) {
+            assert_eq!(t.ack("other", &d), S::Ok);
+        }
+    }
+    t.enqueue("other", event("{}"));
+    let report = t.broker.cleanup().expect("cleanup");
+    assert!(report.deleted > 0, "{report:?}");
+    assert!(t.broker.wal().segments()[0].first_seq > first);
+    t.restart();
+    assert_eq!(t.broker.subscriptions(), vec![set]);
+
+    assert!(block_on(t.broker.unsubscribe(Q)).unwrap());
+    assert!(!block_on(t.broker.unsubscribe(Q)).unwrap());
+    t.restart();
+    assert_eq!(t.broker.subscription(Q).unwrap(), None);
 }
 
 // 12. Long polling

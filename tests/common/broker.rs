@@ -134,3 +134,18 @@ fn open(
     };
     Broker::open(options).expect("open broker").0
 }
+
+/// What the API needs around `broker`: no auth, no CORS, no rate limit.
+pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
+    let max = broker.limits().queue_max_size;
+    event_broker::api::AppState {
+        broker,
+        shutdown: Default::default(),
+        started: std::time::Instant::now(),
+        settings: Arc::new(vec![("PORT", "3000".into())]),
+        token: None,
+        origins: Arc::new(Vec::new()),
+        metrics: Arc::new(event_broker::metrics::Metrics::new(max)),
+        limiter: None,
+    }
+}
