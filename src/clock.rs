@@ -19,6 +19,15 @@ pub fn monotonic_now() -> Instant {
     Instant::now()
 }
 
+/// Wall-clock time in nanoseconds since the Unix epoch, for timestamps that
+/// another process on the same machine compares with its own reading.
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// The operating system's clocks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

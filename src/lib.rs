@@ -4,7 +4,9 @@
 //! Layers, each a module; calls only go down:
 //!
 //! ```text
-//! main / cli      commands: serve (default) ...
+//! main / cli      commands: serve (default), healthcheck, verify, bench
+//! bench           a load generator: a client of the HTTP API over a socket,
+//!                 like any other; it calls no layer below
 //! worker          webhook push delivery: tasks that lease, POST, ack or nack
 //! broker          queues, leases, retries, dead letters, idempotency, cleanup;
 //!                 a state machine applied from log records. Knows queues, not HTTP.
@@ -14,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod clock;
 pub mod config;

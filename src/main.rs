@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use event_broker::api::{self, ratelimit, AppState};
+use event_broker::bench::{self, BenchArgs};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
@@ -39,6 +40,8 @@ enum Command {
         /// The checkpoint directory (holding manifest.json).
         dir: std::path::PathBuf,
     },
+    /// Drive a running broker over HTTP with a workload and report throughput and latency.
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(&config),
         Command::Verify { dir } => verify(&dir),
         Command::Healthcheck => healthcheck(&config),
+        Command::Bench(args) => return run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -228,6 +232,18 @@ fn healthcheck(config: &Config) -> anyhow::Result<()> {
     );
     println!("ready");
     Ok(())
+}
+
+/// A failed bench is reported on stderr only: it is a client run from a
+/// terminal or a script, not a daemon whose log someone collects.
+fn run_bench(args: BenchArgs) -> ExitCode {
+    match bench::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("event-broker bench: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn verify(dir: &std::path::Path) -> anyhow::Result<()> {

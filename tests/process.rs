@@ -2,101 +2,18 @@
 //! and keeps every acknowledged write; SIGKILL under load loses no
 //! acknowledged event.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use common::server::Server;
 use serde_json::{json, Value};
 
 const QUEUE: &str = "load";
-
-struct Server {
-    pid: i32,
-    exited: mpsc::Receiver<ExitStatus>,
-    reaped: bool,
-    base: String,
-}
-
-impl Server {
-    /// Starts the broker and returns once it logs that it serves.
-    fn start(data_dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_event-broker"))
-            .env("PORT", port.to_string())
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("DATA_DIR", data_dir)
-            .env("WAL_FSYNC", "always")
-            .env("WAL_SEGMENT_BYTES", "1048576")
-            .env("SHUTDOWN_TIMEOUT_MS", "5000")
-            .env("QUEUE_MAX_SIZE", "1000000")
-            .env("LOG_LEVEL", "info")
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the broker");
-        let mut log = BufReader::new(child.stderr.take().unwrap());
-        wait_for_log(&mut log, "serving");
-        // Keep reading, or the broker would block once the pipe is full.
-        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
-        let pid = child.id() as i32;
-        let (tx, exited) = mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait().unwrap()));
-        Server {
-            pid,
-            exited,
-            reaped: false,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        let rc = unsafe { libc::kill(self.pid, signal) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let status = self
-            .exited
-            .recv_timeout(within)
-            .unwrap_or_else(|_| panic!("the broker did not exit in {within:?}"));
-        self.reaped = true;
-        status
-    }
-}
-
-/// Reads the broker's JSON log until a line with `message`.
-fn wait_for_log(log: &mut impl BufRead, message: &str) {
-    let wanted = format!("\"message\":\"{message}\"");
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = log.read_line(&mut line).unwrap();
-        assert!(n > 0, "the broker exited before logging {message:?}");
-        if line.contains(&wanted) {
-            return;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.signal(libc::SIGKILL);
-            let _status = self.exited.recv();
-        }
-    }
-}
 
 fn post(client: &reqwest::blocking::Client, url: &str, body: Value) -> Option<Value> {
     let resp = client.post(url).json(&body).send().ok()?;
@@ -288,7 +205,7 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
 fn healthcheck_command_exits_0_only_when_the_broker_is_ready() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let port = server.port().to_string();
     let check = || {
         Command::new(env!("CARGO_BIN_EXE_event-broker"))
             .arg("healthcheck")

@@ -49,3 +49,4 @@ pub fn append_each(wal: &Wal, bodies: &[Vec<u8>]) -> Vec<Position> {
 }
 
 pub mod broker;
+pub mod server;

@@ -1,0 +1,166 @@
+//! `bench consume`: fill a queue (untimed), then drain it with consumers
+//! that lease and ack, checking that every event comes back exactly once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio::task::JoinSet;
+
+use super::consumer::{Consumer, Ledger};
+use super::phase::Phase;
+use super::producer::{closed_loop, Producer, Until};
+use super::report::{Detail, Measured, Report};
+use super::tally::Tally;
+use super::worker::{join_all, merged, Worker};
+use super::{BenchError, Common, Setup, PATIENCE};
+use crate::clock::monotonic_now;
+
+/// Producers and events per request of the prefill: few large batches fill
+/// a queue fastest.
+const PREFILL_PRODUCERS: u32 = 4;
+const PREFILL_BATCH: u64 = 1000;
+
+/// How long consumers go on finding the queue empty while events are still
+/// unacked before they stop: a lost ack comes back only when its lease
+/// expires, which the run does not wait for.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Pause after an empty lease while other consumers still hold events, so
+/// that an idle consumer does not take the CPU they and the broker need.
+const IDLE: Duration = Duration::from_millis(1);
+
+/// Flags of `bench consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Flags of every workload.
+    #[command(flatten)]
+    pub common: Common,
+    /// Consumers, each with its own connection.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub consumers: u32,
+    /// Most events per lease.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max: u32,
+    /// Events to enqueue before the timed phase.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub prefill: u64,
+}
+
+/// Runs `bench consume`.
+pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError> {
+    let n = args.prefill;
+    let prefill_seconds = prefill(setup, n).await?;
+    eprintln!(
+        "prefill: {n} events in {prefill_seconds:.2} s ({:.0} events/s)",
+        n as f64 / prefill_seconds
+    );
+    let ledger = Arc::new(Ledger::new(n));
+    let tally = Arc::new(Tally::default());
+    let mut consumers = Vec::new();
+    for _ in 0..args.consumers {
+        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
+        consumers.push(Consumer::new(worker, &setup.queue, args.max));
+    }
+    let phase = Phase::start(&setup.target, vec![("acked", tally.clone())], false).await?;
+    let last_ack = Arc::new(LastAck::new());
+    let mut tasks = JoinSet::new();
+    for consumer in consumers {
+        tasks.spawn(drain(consumer, ledger.clone(), last_ack.clone(), n));
+    }
+    let latency = merged(join_all(tasks).await?);
+    let counts = tally.counts();
+    let end = phase.finish(&setup.queue, counts.events).await?;
+    let acked = ledger.acked();
+    let detail = Detail::Consume {
+        prefill_seconds,
+        acked,
+        missing: n - acked,
+        duplicates: ledger.duplicates(),
+    };
+    let measured = Measured {
+        counts,
+        latency: &latency,
+        end: &end,
+    };
+    Ok(Report::new("consume", &setup.queue, measured, detail))
+}
+
+/// Enqueues events `0..n`; how long it took. Any failure ends the run: a
+/// drain of an incomplete queue would report missing events that were never sent.
+async fn prefill(setup: &Setup, n: u64) -> Result<f64, BenchError> {
+    let tally = Arc::new(Tally::default());
+    let mut tasks = JoinSet::new();
+    let next = Arc::new(AtomicU64::new(0));
+    let start = monotonic_now();
+    for _ in 0..PREFILL_PRODUCERS {
+        // Nothing drains the queue yet: a full queue stays full, so the
+        // first 429 ends the run.
+        let worker = Worker::connect(&setup.target, tally.clone(), Duration::ZERO).await?;
+        let producer = Producer::new(worker, &setup.queue, setup.size, true);
+        tasks.spawn(closed_loop(
+            producer,
+            next.clone(),
+            PREFILL_BATCH,
+            Until::Count(n),
+        ));
+    }
+    join_all(tasks).await?;
+    let failed = tally.counts().errors;
+    if failed > 0 {
+        return Err(BenchError::Prefill { failed });
+    }
+    Ok((monotonic_now() - start).as_secs_f64())
+}
+
+/// When any consumer last acked, shared so that one consumer finding the
+/// queue empty can tell a stall from others still at work.
+struct LastAck {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl LastAck {
+    fn new() -> LastAck {
+        LastAck {
+            start: monotonic_now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        (monotonic_now() - self.start).as_millis() as u64
+    }
+
+    fn mark(&self) {
+        self.last_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        self.now_ms() - self.last_ms.load(Ordering::Relaxed) > STALL.as_millis() as u64
+    }
+}
+
+/// Leases without waiting until the queue is empty and all `n` events are
+/// acked, or nothing was acked for [`STALL`].
+async fn drain(
+    mut consumer: Consumer,
+    ledger: Arc<Ledger>,
+    last_ack: Arc<LastAck>,
+    n: u64,
+) -> Result<hdrhistogram::Histogram<u64>, BenchError> {
+    loop {
+        let round = consumer.round(0, Some(&ledger), |_| {}).await?;
+        if round.acked > 0 {
+            last_ack.mark();
+        }
+        if round.leased == 0 {
+            if ledger.acked() >= n || last_ack.stalled() {
+                break;
+            }
+            tokio::time::sleep(IDLE).await;
+        }
+    }
+    Ok(consumer.into_latency())
+}

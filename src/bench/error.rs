@@ -1,0 +1,73 @@
+//! What stops a bench run. A failed request is not among them: it is counted
+//! and the run goes on; these end the run.
+
+use std::time::Duration;
+
+/// Why a bench run stopped or failed its check.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// `--url` is not an `http://host[:port]` address.
+    #[error("invalid --url {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token holds characters that an HTTP header cannot carry.
+    #[error("the token cannot be sent in an Authorization header")]
+    Token,
+    /// A connection to the broker could not be opened: it is not running,
+    /// or not at that address.
+    #[error("connecting to {addr}")]
+    Connect {
+        /// `host:port` of the broker.
+        addr: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange broke below the status line (the connection closed
+    /// or reset). Within a run it is counted as a failed request; it ends the
+    /// run only during setup.
+    #[error("HTTP exchange with the broker")]
+    Http(#[from] hyper::Error),
+    /// A request could not be built: the URL's path cannot carry it.
+    #[error("building a request")]
+    Request(#[from] hyper::http::Error),
+    /// A request was answered 429 for longer than the workload waits: the
+    /// queue stays full because nothing drains it fast enough.
+    #[error("{what}: the broker answered 429 for {waited:?}: {body}; raise the broker's QUEUE_MAX_SIZE or lower the load")]
+    Throttled {
+        /// The request.
+        what: String,
+        /// How long it was retried.
+        waited: Duration,
+        /// The last answer's body.
+        body: String,
+    },
+    /// Filling the queue before a timed phase failed; the phase would
+    /// measure the wrong thing.
+    #[error("prefill: {failed} request(s) failed")]
+    Prefill {
+        /// Requests that failed.
+        failed: u64,
+    },
+    /// Events were enqueued but never acknowledged back by the consumers.
+    #[error("{missing} of {expected} events were never acked")]
+    Missing {
+        /// Events not acked.
+        missing: u64,
+        /// Events that should have been.
+        expected: u64,
+    },
+    /// The async runtime could not start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A worker task panicked.
+    #[error("a bench task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The summary could not be written to standard output.
+    #[error("writing the summary")]
+    Output(#[source] std::io::Error),
+}

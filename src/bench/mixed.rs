@@ -1,0 +1,168 @@
+//! `bench mixed`: producers and consumers on one queue together for a
+//! while, the producers optionally held to a total rate; the broker's memory
+//! is read every second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use tokio::task::JoinSet;
+
+use super::consumer::Consumer;
+use super::payload::Stamp;
+use super::phase::Phase;
+use super::producer::{closed_loop, Producer, Until};
+use super::report::{Detail, Measured, Percentiles, Report};
+use super::schedule::Schedule;
+use super::tally::{Counts, Tally};
+use super::worker::{join_all, merged, Worker};
+use super::{BenchError, Common, Setup, PATIENCE};
+use crate::clock::{monotonic_now, unix_nanos};
+
+/// Longest long poll of a consumer, so that it notices the end of the run.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Flags of `bench mixed`.
+#[derive(Debug, Args)]
+pub struct MixedArgs {
+    /// Flags of every workload.
+    #[command(flatten)]
+    pub common: Common,
+    /// Producers, each with its own connection and one request in flight.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub producers: u32,
+    /// Events per produce request: 1 sends an event object, more send an array.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Consumers, each with its own connection, long-polling.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub consumers: u32,
+    /// Most events per lease.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max: u32,
+    /// Total events per second of all producers; unset, as fast as answered.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
+    /// How long to run (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}
+
+/// Runs `bench mixed`.
+pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> {
+    let (produced, consumed) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
+    let mut producers = Vec::new();
+    for _ in 0..args.producers {
+        let worker = Worker::connect(&setup.target, produced.clone(), PATIENCE).await?;
+        producers.push(Producer::new(
+            worker,
+            &setup.queue,
+            setup.size,
+            args.batch > 1,
+        ));
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..args.consumers {
+        let worker = Worker::connect(&setup.target, consumed.clone(), PATIENCE).await?;
+        consumers.push(Consumer::new(worker, &setup.queue, args.max));
+    }
+    let sides = vec![
+        ("produced", produced.clone()),
+        ("consumed", consumed.clone()),
+    ];
+    let phase = Phase::start(&setup.target, sides, true).await?;
+    let deadline = monotonic_now() + args.duration;
+    let next = Arc::new(AtomicU64::new(0));
+    let batch = u64::from(args.batch);
+    let mut producing = JoinSet::new();
+    for producer in producers {
+        match args.rate {
+            Some(rate) => {
+                let rate = rate as f64 / f64::from(args.producers);
+                producing.spawn(paced(producer, next.clone(), batch, rate, deadline))
+            }
+            None => producing.spawn(closed_loop(
+                producer,
+                next.clone(),
+                batch,
+                Until::Deadline(deadline),
+            )),
+        };
+    }
+    let mut consuming = JoinSet::new();
+    for consumer in consumers {
+        consuming.spawn(consume(consumer, deadline));
+    }
+    let produce_latency = merged(join_all(producing).await?);
+    let consume_latency = merged(join_all(consuming).await?);
+    let (p, c) = (produced.counts(), consumed.counts());
+    let end = phase.finish(&setup.queue, p.events).await?;
+    let detail = Detail::Mixed {
+        produced: p.events,
+        consumed: c.events,
+        consume_events_per_sec: c.events as f64 / end.seconds,
+        consume_latency_ms: Percentiles::of(&consume_latency),
+        max_rss_bytes: end.max_rss_bytes,
+        depth: end.depth,
+    };
+    let measured = Measured {
+        // Failures of either side are failures of the run.
+        counts: Counts {
+            errors: p.errors + c.errors,
+            throttled: p.throttled + c.throttled,
+            ..p
+        },
+        latency: &produce_latency,
+        end: &end,
+    };
+    Ok(Report::new("mixed", &setup.queue, measured, detail))
+}
+
+/// Sends requests of `batch` events at `rate` events per second on an
+/// absolute schedule until `deadline`.
+async fn paced(
+    mut producer: Producer,
+    next: Arc<AtomicU64>,
+    batch: u64,
+    rate: f64,
+    deadline: Instant,
+) -> Result<Histogram<u64>, BenchError> {
+    let schedule = Schedule::new(rate);
+    let mut stamps = Vec::with_capacity(batch as usize);
+    let mut sent = 0;
+    loop {
+        // The request carrying events sent..sent+batch leaves when its last
+        // is due; a producer behind its schedule stops at the deadline all
+        // the same, without catching up.
+        let last = sent + batch - 1;
+        if schedule.due_at(last) >= deadline || monotonic_now() >= deadline {
+            break;
+        }
+        schedule.wait_for(last).await;
+        let first = next.fetch_add(batch, Ordering::Relaxed);
+        let t = unix_nanos();
+        stamps.clear();
+        stamps.extend((first..first + batch).map(|seq| Stamp { seq, t }));
+        producer.send(&stamps).await?;
+        sent += batch;
+    }
+    Ok(producer.into_latency())
+}
+
+/// Long-polls and acks until `deadline`; a round under way then is
+/// finished, so that every event leased is acked and none is left in flight.
+async fn consume(mut consumer: Consumer, deadline: Instant) -> Result<Histogram<u64>, BenchError> {
+    loop {
+        let now = monotonic_now();
+        if now >= deadline {
+            break;
+        }
+        let wait = (deadline - now).min(MAX_WAIT);
+        consumer
+            .round(wait.as_millis() as u64, None, |_| {})
+            .await?;
+    }
+    Ok(consumer.into_latency())
+}

@@ -1,0 +1,81 @@
+//! `bench produce`: closed-loop producers, as many requests in flight as
+//! producers, each sent when the previous one of its producer is answered.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::task::JoinSet;
+
+use super::phase::Phase;
+use super::producer::{closed_loop, Producer, Until};
+use super::report::{Detail, Measured, Report};
+use super::tally::Tally;
+use super::worker::{join_all, merged, Worker};
+use super::{BenchError, Common, Setup, PATIENCE};
+use crate::clock::monotonic_now;
+
+/// Flags of `bench produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Flags of every workload.
+    #[command(flatten)]
+    pub common: Common,
+    /// Producers, each with its own connection and one request in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub producers: u32,
+    /// Events per request: 1 sends an event object, more send an array.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Events to enqueue in all.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Run this long instead (e.g. 10s); wins over --count.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Runs `bench produce`.
+pub async fn run(args: &ProduceArgs, setup: &Setup) -> Result<Report, BenchError> {
+    let tally = Arc::new(Tally::default());
+    let mut producers = Vec::new();
+    for _ in 0..args.producers {
+        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
+        producers.push(Producer::new(
+            worker,
+            &setup.queue,
+            setup.size,
+            args.batch > 1,
+        ));
+    }
+    let phase = Phase::start(&setup.target, vec![("events", tally.clone())], false).await?;
+    let until = match args.duration {
+        Some(d) => Until::Deadline(monotonic_now() + d),
+        None => Until::Count(args.count),
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for producer in producers {
+        tasks.spawn(closed_loop(
+            producer,
+            next.clone(),
+            u64::from(args.batch),
+            until,
+        ));
+    }
+    let latency = merged(join_all(tasks).await?);
+    let counts = tally.counts();
+    let end = phase.finish(&setup.queue, counts.events).await?;
+    let measured = Measured {
+        counts,
+        latency: &latency,
+        end: &end,
+    };
+    Ok(Report::new(
+        "produce",
+        &setup.queue,
+        measured,
+        Detail::Produce {},
+    ))
+}
