@@ -13,11 +13,17 @@ use event_broker::bench::{self, BenchArgs};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
+use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
 use event_broker::wal::{verify_checkpoint, WalOptions};
 use event_broker::worker::WorkerPool;
+
+// Many small allocations per request, across threads: mimalloc keeps them cheap.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// A durable event queue broker.
 #[derive(Debug, Parser)]
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config);
+    let _flush_logs_on_exit = init_tracing(&config);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config),
         Command::Verify { dir } => verify(&dir),
@@ -70,15 +76,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(config: &Config) {
+fn init_tracing(config: &Config) -> Option<FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::new(&config.log_level);
+    let (writer, guard) = match buffered_stderr() {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(e) => {
+            eprintln!("event-broker: logging unbuffered: no thread for the log writer: {e}");
+            (BoxMakeWriter::new(std::io::stderr), None)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
+    guard
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {

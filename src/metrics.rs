@@ -28,6 +28,7 @@ pub struct Metrics {
     wal_failed: IntGauge,
     webhook_calls: IntCounterVec,
     webhook_seconds: HistogramVec,
+    cpu_seconds: prometheus::Counter,
     queue_max_size: u64,
 }
 
@@ -105,6 +106,11 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.0005, 2.5, 14).expect("buckets")),
             &["queue"],
         ));
+        let cpu_seconds = must(prometheus::Counter::new(
+            "event_broker_cpu_seconds_total",
+            "User and system CPU time of the process, to the microsecond \
+             (process_cpu_seconds_total counts whole seconds)",
+        ));
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -118,6 +124,7 @@ impl Metrics {
             Box::new(wal_failed.clone()),
             Box::new(webhook_calls.clone()),
             Box::new(webhook_seconds.clone()),
+            Box::new(cpu_seconds.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(c));
@@ -136,6 +143,7 @@ impl Metrics {
             wal_failed,
             webhook_calls,
             webhook_seconds,
+            cpu_seconds,
             queue_max_size,
         }
     }
@@ -159,6 +167,11 @@ impl Metrics {
         self.wal_segments.set(wal.segments as i64);
         self.wal_bytes.set(wal.bytes as i64);
         self.wal_failed.set(i64::from(wal.failure.is_some()));
+        if let Some(cpu) = cpu_seconds() {
+            // A counter only grows: it catches up by the difference.
+            self.cpu_seconds
+                .inc_by((cpu - self.cpu_seconds.get()).max(0.0));
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");
@@ -196,6 +209,20 @@ impl Metrics {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
+}
+
+/// User plus system CPU time of this process, from getrusage(2).
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole rusage into the pointer on success.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
 impl WalObserver for Metrics {

@@ -6,7 +6,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::AppState;
 
@@ -43,18 +42,19 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
     response
 }
 
-/// The security headers every answer carries.
-pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::REFERRER_POLICY, "no-referrer"),
-];
-
-/// A layer setting one of [`SECURITY_HEADERS`].
-pub fn security_header(
-    (name, value): (HeaderName, &'static str),
-) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+/// Sets the security headers every answer carries.
+pub async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// CORS for `ALLOWED_ORIGINS`; none when the list is empty, any origin for `*`.

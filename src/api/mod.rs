@@ -92,19 +92,16 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(REQUEST_TIMEOUT),
         )
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            ratelimit::limit,
-        ))
+        // Only the layers configured: each costs every request something.
+        .layer(option_layer(state.token.is_some().then(|| {
+            middleware::from_fn_with_state(state.clone(), auth::require_token)
+        })))
+        .layer(option_layer(state.limiter.is_some().then(|| {
+            middleware::from_fn_with_state(state.clone(), ratelimit::limit)
+        })))
         // Outside auth, so that browsers' preflight requests need no token.
         .layer(option_layer(layers::cors(&state.origins)))
-        .layer(layers::security_header(layers::SECURITY_HEADERS[0].clone()))
-        .layer(layers::security_header(layers::SECURITY_HEADERS[1].clone()))
-        .layer(layers::security_header(layers::SECURITY_HEADERS[2].clone()))
+        .layer(middleware::map_response(layers::security_headers))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             layers::log_request,

@@ -136,8 +136,7 @@ async fn progress(
             line += &format!("  throttled {throttled}");
         }
         if let Some(scraper) = scraper.as_mut() {
-            // Memory only: the broker counts its CPU time in whole seconds,
-            // too coarse to say anything about one second.
+            // Memory only: a second of CPU time says little about a run.
             let rss = scraper.sample().await.map(|s| s.rss_bytes);
             max_rss = max_rss.max(rss);
             line += &format!("  broker rss {}", rss.map_or("n/a".into(), mib));

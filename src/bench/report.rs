@@ -81,7 +81,7 @@ pub struct Report {
     pub latency_ms: Percentiles,
     /// The broker's CPU seconds in the timed phase per million `events`.
     pub broker_cpu_s_per_million: Option<f64>,
-    /// The broker's CPU seconds in the timed phase; it counts whole seconds.
+    /// The broker's CPU seconds in the timed phase.
     pub broker_cpu_seconds: Option<f64>,
     /// The broker's resident memory at the end.
     pub broker_rss_bytes: Option<u64>,
@@ -216,7 +216,7 @@ impl Report {
         rows.extend(self.detail_rows());
         let cpu = match (self.broker_cpu_s_per_million, self.broker_cpu_seconds) {
             (Some(per_million), Some(total)) => {
-                format!("{per_million:.2}  ({total:.0} CPU s in all, counted in whole seconds)")
+                format!("{per_million:.2}  ({total:.2} CPU s in all)")
             }
             _ => "n/a".to_string(),
         };

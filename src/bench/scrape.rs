@@ -20,7 +20,10 @@ pub struct BrokerSample {
 /// Reads the process gauges out of a Prometheus text exposition.
 pub fn parse_metrics(text: &str) -> Option<BrokerSample> {
     Some(BrokerSample {
-        cpu_seconds: sample(text, "process_cpu_seconds_total")?,
+        // The broker's own counter is to the microsecond; the process
+        // collector's counts whole seconds.
+        cpu_seconds: sample(text, "event_broker_cpu_seconds_total")
+            .or_else(|| sample(text, "process_cpu_seconds_total"))?,
         rss_bytes: sample(text, "process_resident_memory_bytes")? as u64,
     })
 }
