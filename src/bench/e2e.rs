@@ -2,10 +2,12 @@
 //! latency from when each event was due to be sent to when a consumer had it.
 //!
 //! The producer is open-loop: event `n` is due at `n / rate` seconds
-//! ([`Schedule`]). Events that fall due while a request is in flight go out
-//! together in the next one, as a batch, so one slow answer does not thin out
-//! the load, and each event's payload carries the time it was due, not the
-//! time it left: a stall counts against every event that waited for it.
+//! ([`Schedule`]) and goes out on connection `n % connections`, so that an
+//! answer slower than the gap between two events does not hold the next one
+//! back. Events that fall due on a connection while its request is in flight
+//! go out together in its next one, as a batch, so one slow answer does not
+//! thin out the load, and each event's payload carries the time it was due,
+//! not the time it left: a stall counts against every event that waited for it.
 //! Producer and consumers read the same machine's wall clock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +49,9 @@ pub struct E2eArgs {
     /// Events per second the producer sends.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
+    /// Connections the producer sends on, each with one request in flight.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub connections: u64,
     /// Consumers, each with its own connection, long-polling.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub consumers: u32,
@@ -95,8 +100,6 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
         producer_done: AtomicBool::new(false),
         done: CancellationToken::new(),
     });
-    let worker = Worker::connect(&setup.target, run.sent.clone(), PATIENCE).await?;
-    let producer = Producer::new(worker, &setup.queue, setup.size, true);
     let mut consumers = JoinSet::new();
     for _ in 0..args.consumers {
         let worker = Worker::connect(&setup.target, received.clone(), PATIENCE).await?;
@@ -105,9 +108,29 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
     }
     let sides = vec![("sent", run.sent.clone()), ("acked", received.clone())];
     let phase = Phase::start(&setup.target, sides, false).await?;
+    let mut producers = Vec::new();
+    for _ in 0..args.connections.min(total) {
+        let worker = Worker::connect(&setup.target, run.sent.clone(), PATIENCE).await?;
+        producers.push(Producer::new(worker, &setup.queue, setup.size, true));
+    }
+    // The schedule starts once every connection is open.
+    let schedule = Arc::new(Schedule::new(args.rate as f64));
     let mut producing = JoinSet::new();
-    producing.spawn(produce(producer, run.clone(), args.rate as f64, total));
+    for (first, producer) in (0..).zip(producers) {
+        let lane = Lane {
+            first,
+            stride: args.connections,
+            total,
+        };
+        producing.spawn(produce(producer, schedule.clone(), lane));
+    }
     let produce_latency = merged(join_all(producing).await?);
+    run.producer_done.store(true, Ordering::SeqCst);
+    run.check_done();
+    tokio::select! {
+        () = run.done.cancelled() => {}
+        () = tokio::time::sleep(DRAIN) => run.done.cancel(),
+    }
     let e2e_latency = merged(join_all(consumers).await?);
     let sent = run.sent.counts();
     let end = phase.finish(&setup.queue, sent.events).await?;
@@ -134,33 +157,37 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
     Ok(Report::new("e2e", &setup.queue, measured, detail))
 }
 
-/// Sends events `0..total` on the schedule; the produce requests' latency.
+/// The events one producer connection sends: `first`, `first + stride`, ...
+/// below `total`.
+struct Lane {
+    first: u64,
+    stride: u64,
+    total: u64,
+}
+
+/// Sends the lane's events on the schedule; the produce requests' latency.
 async fn produce(
     mut producer: Producer,
-    run: Arc<Run>,
-    rate: f64,
-    total: u64,
+    schedule: Arc<Schedule>,
+    lane: Lane,
 ) -> Result<Histogram<u64>, BenchError> {
-    let schedule = Schedule::new(rate);
     let mut stamps = Vec::new();
-    let mut next = 0;
-    while next < total {
+    let mut next = lane.first;
+    while next < lane.total {
         schedule.wait_for(next).await;
-        let due = schedule.due_by(monotonic_now()).min(total);
-        let n = (due - next).clamp(1, MAX_BATCH);
+        let due = schedule.due_by(monotonic_now()).min(lane.total);
         stamps.clear();
-        stamps.extend((next..next + n).map(|seq| Stamp {
-            seq,
-            t: schedule.due_unix_nanos(seq),
-        }));
+        stamps.extend(
+            (next..due.max(next + 1))
+                .step_by(lane.stride as usize)
+                .take(MAX_BATCH as usize)
+                .map(|seq| Stamp {
+                    seq,
+                    t: schedule.due_unix_nanos(seq),
+                }),
+        );
         producer.send(&stamps).await?;
-        next += n;
-    }
-    run.producer_done.store(true, Ordering::SeqCst);
-    run.check_done();
-    tokio::select! {
-        () = run.done.cancelled() => {}
-        () = tokio::time::sleep(DRAIN) => run.done.cancel(),
+        next = stamps.last().map_or(next, |s| s.seq) + lane.stride;
     }
     Ok(producer.into_latency())
 }

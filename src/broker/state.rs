@@ -9,6 +9,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,10 +87,11 @@ pub enum ViewStatus {
 pub(crate) struct State {
     pub queues: Vec<Queue>,
     by_name: HashMap<Arc<str>, u32>,
-    pub events: HashMap<u64, Event>,
+    /// Ids are the broker's own, not chosen by clients: a fast hash is safe.
+    pub events: FxHashMap<u64, Event>,
     /// Last error of events whose last delivery failed with one.
-    pub errors: HashMap<u64, Box<str>>,
-    pub leases: HashMap<u64, Lease>,
+    pub errors: FxHashMap<u64, Box<str>>,
+    pub leases: FxHashMap<u64, Lease>,
     live: BTreeMap<u64, Live>,
     /// Per segment, until when an idempotency key enqueued in it is in its
     /// window (Unix ms): the segment must stay so a restart still knows the key.
@@ -109,9 +112,9 @@ impl State {
         State {
             queues: Vec::new(),
             by_name: HashMap::new(),
-            events: HashMap::new(),
-            errors: HashMap::new(),
-            leases: HashMap::new(),
+            events: FxHashMap::default(),
+            errors: FxHashMap::default(),
+            leases: FxHashMap::default(),
             live: BTreeMap::new(),
             keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),

@@ -66,7 +66,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 pub use checkpoint::{verify_checkpoint, CheckpointInfo, CheckpointVerified};
 pub use error::WalError;
@@ -308,17 +308,23 @@ impl SealedSegment {
 pub(crate) struct ActiveSegment {
     pub first_seq: u64,
     pub path: PathBuf,
-    /// Read handle: the active segment is read with `pread`, never mapped,
-    /// because a disk-full rollback may shorten it.
+    /// Read handle, for frames past the mapping.
     pub file: File,
     /// Bytes written and completed; reads stay below it.
     pub written: AtomicU64,
     /// Bytes known durable.
     pub durable: AtomicU64,
+    /// How much of the file reads map: the segment size. The file grows into
+    /// the mapping as it is written; only bytes below `written` are ever read,
+    /// and a disk-full rollback only cuts bytes past `written`, so no read
+    /// touches a page past the end of the file.
+    map_len: u64,
+    /// Mapped at the first read; `None` when mapping failed (reads use `pread`).
+    map: OnceLock<Option<Arc<Mmap>>>,
 }
 
 impl ActiveSegment {
-    pub fn open(first_seq: u64, path: PathBuf, len: u64) -> Result<Self, WalError> {
+    pub fn open(first_seq: u64, path: PathBuf, len: u64, map_len: u64) -> Result<Self, WalError> {
         let file = File::open(&path).map_err(|e| WalError::io("open", &path, e))?;
         Ok(ActiveSegment {
             first_seq,
@@ -326,7 +332,30 @@ impl ActiveSegment {
             file,
             written: AtomicU64::new(len),
             durable: AtomicU64::new(len),
+            map_len,
+            map: OnceLock::new(),
         })
+    }
+
+    /// The mapping, when `end` lies within it.
+    pub fn mapped(&self, end: u64) -> Option<Arc<Mmap>> {
+        if end > self.map_len {
+            return None;
+        }
+        self.map
+            .get_or_init(|| {
+                // SAFETY: see `map_len`: no byte read through the mapping is
+                // ever cut from the file or rewritten.
+                let map = unsafe { MmapOptions::new().len(self.map_len as usize).map(&self.file) };
+                match map {
+                    Ok(map) => Some(Arc::new(map)),
+                    Err(e) => {
+                        tracing::warn!(path = %self.path.display(), error = %e, "cannot map the active segment; reading it with pread");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 }
 
@@ -385,6 +414,7 @@ impl Wal {
             newest.first_seq,
             newest.path.clone(),
             newest.len,
+            options.segment_bytes.max(newest.len),
         )?);
         let sealed = segments
             .into_iter()

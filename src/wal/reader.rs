@@ -20,8 +20,8 @@ use super::{Position, RecoveryMode, Wal};
 pub enum ReadBuf {
     /// A range of a mapped segment.
     Mapped(Arc<Mmap>, std::ops::Range<usize>),
-    /// Bytes read with `pread`.
-    Owned(Vec<u8>),
+    /// Bytes read with `pread`, and the range of them wanted.
+    Owned(Vec<u8>, std::ops::Range<usize>),
 }
 
 impl Deref for ReadBuf {
@@ -29,7 +29,7 @@ impl Deref for ReadBuf {
     fn deref(&self) -> &[u8] {
         match self {
             ReadBuf::Mapped(map, range) => &map[range.clone()],
-            ReadBuf::Owned(bytes) => bytes,
+            ReadBuf::Owned(bytes, range) => &bytes[range.clone()],
         }
     }
 }
@@ -76,14 +76,22 @@ impl Wal {
         if active.first_seq != pos.segment || frame_end > active.written.load(Ordering::Acquire) {
             return Err(missing());
         }
+        let start = pos.offset as usize;
+        if let Some(map) = active.mapped(frame_end) {
+            check_frame(&map[start..frame_end as usize], pos, &active.path)?;
+            return Ok(ReadBuf::Mapped(
+                map,
+                start + FRAME_HEADER_LEN..frame_end as usize,
+            ));
+        }
         let mut frame = vec![0u8; (frame_end - pos.offset) as usize];
         active
             .file
             .read_exact_at(&mut frame, pos.offset)
             .map_err(|e| WalError::io("read", &active.path, e))?;
         check_frame(&frame, pos, &active.path)?;
-        frame.drain(..FRAME_HEADER_LEN);
-        Ok(ReadBuf::Owned(frame))
+        let len = frame.len();
+        Ok(ReadBuf::Owned(frame, FRAME_HEADER_LEN..len))
     }
 
     /// Every record in order, segment by segment, as the log is now.

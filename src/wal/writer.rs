@@ -343,7 +343,12 @@ impl Writer {
         }
         let path = self.shared.wal_dir.join(segment::file_name(self.next_seq));
         let file = self.create_segment(&path)?;
-        let active = Arc::new(ActiveSegment::open(self.next_seq, path, HEADER_LEN as u64)?);
+        let active = Arc::new(ActiveSegment::open(
+            self.next_seq,
+            path,
+            HEADER_LEN as u64,
+            self.segment_bytes,
+        )?);
         let old = std::mem::replace(&mut self.active, active.clone());
         {
             let mut table = self.shared.table.write().expect("segment table lock");
