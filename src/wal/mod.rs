@@ -60,7 +60,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
@@ -442,8 +442,10 @@ impl Wal {
             .map_err(|e| WalError::io("open", &newest.path, e))?;
         let (tx, rx) = mpsc::channel();
         let (completions, completed) = mpsc::channel();
+        let completions_queued = Arc::new(AtomicUsize::new(0));
+        let queued = completions_queued.clone();
         let completer = spawn("wal-completer", &data_dir, move || {
-            writer::run_completer(completed)
+            writer::run_completer(completed, queued)
         })?;
         let writer = Writer {
             shared: shared.clone(),
@@ -457,6 +459,7 @@ impl Wal {
             segment_bytes: options.segment_bytes,
             last_sync: crate::clock::monotonic_now(),
             completions,
+            completions_queued,
             last_round: 0,
         };
         let handle = spawn("wal-writer", &data_dir, move || {

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,11 +52,18 @@ pub(crate) type Outcomes = Vec<(AppendDone, Result<Vec<Position>, WalError>, Bat
 
 /// Runs completions on their own thread, so that waking the appenders of one
 /// round overlaps the write and fsync of the next instead of delaying it.
-pub(crate) fn run_completer(rx: Receiver<Outcomes>) {
+/// `queued` counts the rounds sent to it and not yet completed.
+pub(crate) fn run_completer(rx: Receiver<Outcomes>, queued: Arc<AtomicUsize>) {
     for outcomes in rx {
         complete(outcomes);
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Rounds of at most this many appends are completed by the writer itself
+/// when the completer has nothing queued: handing a few completions to
+/// another thread costs them a thread wake-up, longer than running them.
+const INLINE_COMPLETIONS: usize = 4;
 
 fn complete(outcomes: Outcomes) {
     for (done, outcome, _written) in outcomes {
@@ -84,6 +92,8 @@ pub(crate) struct Writer {
     pub segment_bytes: u64,
     pub last_sync: Instant,
     pub completions: Sender<Outcomes>,
+    /// Rounds sent to the completer and not yet completed.
+    pub completions_queued: Arc<AtomicUsize>,
     /// Appends in the previous round.
     pub last_round: usize,
 }
@@ -235,6 +245,15 @@ impl Writer {
                 (w.done, outcome, w.batch)
             })
             .collect();
+        // Completing here keeps log order only while no earlier round waits
+        // at the completer.
+        if outcomes.len() <= INLINE_COMPLETIONS
+            && self.completions_queued.load(Ordering::Acquire) == 0
+        {
+            complete(outcomes);
+            return;
+        }
+        self.completions_queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError(outcomes)) = self.completions.send(outcomes) {
             complete(outcomes);
         }
