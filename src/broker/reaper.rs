@@ -40,6 +40,7 @@ impl Broker {
             }
         }
         core.state.idempotency.expire(now.wall);
+        core.state.shrink();
         let woken = core.ready_queues(woken);
         self.shared.wake(&woken);
         if let Err(e) = self.check_writable() {

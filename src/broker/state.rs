@@ -8,7 +8,8 @@
 //! logged (leases) or marks an event while a change to it is being written.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hash};
 
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
 use super::record::{Record, Stored, Subscribed};
 use crate::wal::Position;
+
+/// Collections with room for fewer entries than this are left alone.
+const SHRINK_ABOVE: usize = 4096;
 
 /// A moment, on both clocks: monotonic for leases, wall time for what is
 /// logged or shown.
@@ -405,6 +409,30 @@ impl State {
         self.keys_until = self.keys_until.split_off(&segment);
     }
 
+    /// Gives back the room of collections that shrank to under a quarter of
+    /// it, so that a burst does not keep its peak memory for good; halving
+    /// at most, the cost of rebuilding them stays in proportion.
+    pub fn shrink(&mut self) {
+        fn heap<T: Ord>(h: &mut BinaryHeap<T>) {
+            if h.capacity() > SHRINK_ABOVE && h.capacity() > 4 * h.len() {
+                h.shrink_to(2 * h.len());
+            }
+        }
+        fn map<K: Eq + Hash, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
+            if m.capacity() > SHRINK_ABOVE && m.capacity() > 4 * m.len() {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        for queue in &mut self.queues {
+            heap(&mut queue.ready);
+            heap(&mut queue.delayed);
+            heap(&mut queue.deadlines);
+        }
+        map(&mut self.events);
+        map(&mut self.leases);
+        map(&mut self.errors);
+    }
+
     /// Subscriptions whose record is in `segment`.
     pub fn subscriptions_in(&self, segment: u64) -> Vec<Subscribed<'static>> {
         self.subscriptions
@@ -484,5 +512,29 @@ fn waiting_status(visible_at: u64, now: u64) -> Status {
         Status::Ready
     } else {
         Status::Delayed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_left_by_a_burst_is_given_back_but_not_room_in_use() {
+        let mut state = State::new(0, 0);
+        let q = state.intern("q") as usize;
+        state.queues[q]
+            .ready
+            .extend((0..10_000).map(|i| Reverse((i, i))));
+        state.events.reserve(10_000);
+        state.shrink();
+        assert!(state.queues[q].ready.capacity() >= 10_000, "in use: kept");
+
+        state.queues[q].ready.clear();
+        state.queues[q].ready.push(Reverse((1, 1)));
+        state.shrink();
+        assert!(state.queues[q].ready.capacity() < 100);
+        assert!(state.events.capacity() < 100);
+        assert_eq!(state.queues[q].ready.peek(), Some(&Reverse((1, 1))));
     }
 }
