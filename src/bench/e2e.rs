@@ -50,7 +50,7 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
     /// Connections the producer sends on, each with one request in flight.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
     /// Consumers, each with its own connection, long-polling.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
