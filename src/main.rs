@@ -18,12 +18,12 @@ use event_broker::metrics::Metrics;
 use event_broker::shutdown;
 use event_broker::wal::{verify_checkpoint, WalOptions};
 use event_broker::worker::WorkerPool;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 // Many small allocations per request, across threads: mimalloc keeps them cheap.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tokio_util::sync::CancellationToken;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// A durable event queue broker.
 #[derive(Debug, Parser)]
