@@ -33,6 +33,8 @@ enum Answer {
     Status(u16),
     /// Never answers.
     Hang,
+    /// Answers 200 once the test releases it.
+    Held,
 }
 
 /// One call the receiver got.
@@ -46,6 +48,8 @@ struct Hook {
     calls: mpsc::UnboundedSender<Call>,
     /// Answers for the next calls, in order; 200 once they run out.
     script: Arc<Mutex<VecDeque<Answer>>>,
+    /// One permit per held call the test lets go.
+    release: Arc<tokio::sync::Semaphore>,
 }
 
 async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -54,6 +58,10 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> S
     match answer.unwrap_or(Answer::Status(200)) {
         Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
         Answer::Hang => std::future::pending().await,
+        Answer::Held => {
+            hook.release.acquire().await.unwrap().forget();
+            StatusCode::OK
+        }
     }
 }
 
@@ -74,6 +82,10 @@ struct Setup {
     calls: mpsc::UnboundedReceiver<Call>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     outcomes: mpsc::UnboundedReceiver<(String, Outcome)>,
+    release: Arc<tokio::sync::Semaphore>,
+    /// Stops the worker pool only; the servers go on.
+    pool_stop: CancellationToken,
+    pool: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
 }
 
@@ -95,9 +107,11 @@ impl Setup {
 
         let (calls_tx, calls) = mpsc::unbounded_channel();
         let script = Arc::new(Mutex::new(VecDeque::new()));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
         let hook = Hook {
             calls: calls_tx,
             script: script.clone(),
+            release: release.clone(),
         };
         let receiver = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
@@ -106,7 +120,8 @@ impl Setup {
 
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let pool = WorkerPool::new(broker, Some(Arc::new(Outcomes(outcomes_tx)))).unwrap();
-        tokio::spawn(pool.run(stop.clone()));
+        let pool_stop = stop.child_token();
+        let pool = tokio::spawn(pool.run(pool_stop.clone()));
         Setup {
             _dir: dir,
             api: format!("http://{api}"),
@@ -115,6 +130,9 @@ impl Setup {
             calls,
             script,
             outcomes,
+            release,
+            pool_stop,
+            pool,
             stop,
         }
     }
@@ -390,4 +408,36 @@ async fn subscription_routes_check_their_fields_and_remove() {
     assert_eq!(s.call(reqwest::Method::DELETE, path, None).await.0, 404);
     let (_, status_page) = s.call(reqwest::Method::GET, "/api/status", None).await;
     assert_eq!(status_page["workers"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_call_in_progress_finish_and_acks_it() {
+    let mut s = Setup::start(limits()).await;
+    let body = json!({ "url": s.hook_url, "concurrency": 1 });
+    assert_eq!(s.subscribe("q", body).await.0, 200);
+    s.answer(&[Answer::Held]);
+    let id = s.enqueue("q", json!("in flight at shutdown")).await;
+    s.next_call().await;
+
+    s.pool_stop.cancel();
+    // The receiver holds the call: the pool cannot have finished.
+    tokio::task::yield_now().await;
+    assert!(
+        !s.pool.is_finished(),
+        "the pool must wait for the call in progress"
+    );
+    s.release.add_permits(1);
+    let pool = std::mem::replace(&mut s.pool, tokio::spawn(async {}));
+    tokio::time::timeout(Duration::from_secs(30), pool)
+        .await
+        .expect("the pool stops once its call is done")
+        .unwrap();
+    let outcome = s.next_outcome().await;
+    assert_eq!((outcome.id, outcome.error), (id, None));
+    let queue = s.queue("q").await;
+    assert_eq!(
+        (&queue["acked_total"], &queue["in_flight"]),
+        (&json!(1), &json!(0)),
+        "{queue}"
+    );
 }
