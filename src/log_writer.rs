@@ -76,12 +76,13 @@ fn write_out(shared: &Shared, out: &mut impl Write) {
                 .wait(buffer)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        if !buffer.closed && buffer.lines.len() < EAGER_BYTES {
-            // Let more lines join this write.
-            drop(buffer);
-            std::thread::sleep(FLUSH_AFTER);
-            buffer = shared.lock();
-        }
+        // Let more lines join this write, unless the buffer fills or closes first.
+        let (mut buffer, _) = shared
+            .filled
+            .wait_timeout_while(buffer, FLUSH_AFTER, |b| {
+                !b.closed && b.lines.len() < EAGER_BYTES
+            })
+            .unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut buffer.lines, &mut spare);
         let closed = buffer.closed;
         drop(buffer);
@@ -102,9 +103,10 @@ pub struct LineWriter<'a> {
 impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut buffer = self.shared.lock();
-        let was_empty = buffer.lines.is_empty();
+        let before = buffer.lines.len();
         buffer.lines.extend_from_slice(bytes);
-        let wake = was_empty || buffer.lines.len() >= EAGER_BYTES;
+        // The writer waits for the first line, then for the buffer to fill.
+        let wake = before == 0 || (before < EAGER_BYTES && buffer.lines.len() >= EAGER_BYTES);
         drop(buffer);
         if wake {
             self.shared.filled.notify_one();

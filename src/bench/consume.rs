@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::consumer::{Consumer, Ledger};
 use super::phase::Phase;
@@ -27,9 +28,10 @@ const PREFILL_BATCH: u64 = 1000;
 /// expires, which the run does not wait for.
 const STALL: Duration = Duration::from_secs(10);
 
-/// Pause after an empty lease while other consumers still hold events, so
-/// that an idle consumer does not take the CPU they and the broker need.
-const IDLE: Duration = Duration::from_millis(1);
+/// How long a consumer that found the queue empty, while others still hold
+/// events, waits on the broker for one to become ready again: the broker
+/// answers as soon as one is, so an idle consumer neither polls nor sleeps.
+const EMPTY_WAIT_MS: u64 = 1000;
 
 /// Flags of `bench consume`.
 #[derive(Debug, Args)]
@@ -65,9 +67,16 @@ pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError
     }
     let phase = Phase::start(&setup.target, vec![("acked", tally.clone())], false).await?;
     let last_ack = Arc::new(LastAck::new());
+    let done = CancellationToken::new();
     let mut tasks = JoinSet::new();
     for consumer in consumers {
-        tasks.spawn(drain(consumer, ledger.clone(), last_ack.clone(), n));
+        let drained = Drained {
+            ledger: ledger.clone(),
+            last_ack: last_ack.clone(),
+            done: done.clone(),
+            n,
+        };
+        tasks.spawn(drain(consumer, drained));
     }
     let latency = merged(join_all(tasks).await?);
     let counts = tally.counts();
@@ -142,25 +151,40 @@ impl LastAck {
     }
 }
 
-/// Leases without waiting until the queue is empty and all `n` events are
-/// acked, or nothing was acked for [`STALL`].
-async fn drain(
-    mut consumer: Consumer,
+/// What the consumers of a run share to know when it is over.
+struct Drained {
     ledger: Arc<Ledger>,
     last_ack: Arc<LastAck>,
+    /// Cancelled once all `n` events are acked: ends the others' long polls.
+    done: CancellationToken,
     n: u64,
+}
+
+/// Leases until all `n` events are acked, or nothing was acked for
+/// [`STALL`]; without waiting while there are events, with a long poll once
+/// the queue looks empty.
+async fn drain(
+    mut consumer: Consumer,
+    run: Drained,
 ) -> Result<hdrhistogram::Histogram<u64>, BenchError> {
+    let mut wait_ms = 0;
     loop {
-        let round = consumer.round(0, Some(&ledger), |_| {}).await?;
+        let round = tokio::select! {
+            biased;
+            () = run.done.cancelled() => break,
+            round = consumer.round(wait_ms, Some(&run.ledger), |_| {}) => round?,
+        };
         if round.acked > 0 {
-            last_ack.mark();
+            run.last_ack.mark();
         }
-        if round.leased == 0 {
-            if ledger.acked() >= n || last_ack.stalled() {
-                break;
-            }
-            tokio::time::sleep(IDLE).await;
+        if run.ledger.acked() >= run.n {
+            run.done.cancel();
+            break;
         }
+        if round.leased == 0 && run.last_ack.stalled() {
+            break;
+        }
+        wait_ms = if round.leased == 0 { EMPTY_WAIT_MS } else { 0 };
     }
     Ok(consumer.into_latency())
 }

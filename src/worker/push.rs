@@ -80,12 +80,11 @@ impl Pusher {
                         self.deliver(event).await;
                     }
                 }
+                // The subscription was checked when set, so this is an event
+                // that could not be read back. It stays leased, so the next
+                // lease takes the next event: no retry loop on the same one.
                 Err(e) => {
-                    tracing::warn!(queue = %self.queue, error = %e, "webhook worker cannot lease");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                    tracing::error!(queue = %self.queue, error = %e, "webhook worker cannot lease");
                 }
             }
         }
