@@ -149,9 +149,9 @@ impl Metrics {
     }
 
     /// Counts one answered request; `route` is the route template, never the raw path.
-    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+    pub fn request(&self, method: &str, route: &str, status: &str, took: Duration) {
         self.http_requests
-            .with_label_values(&[method, route, status.to_string().as_str()])
+            .with_label_values(&[method, route, status])
             .inc();
         self.http_duration
             .with_label_values(&[method, route])

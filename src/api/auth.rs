@@ -1,24 +1,22 @@
 //! Bearer-token auth: with `BROKER_TOKEN` set, every route but health needs
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 
-/// Lets a request through when no token is configured, for health checks,
-/// or when it carries the token.
+/// Lets a request through for health checks, or when it carries `token`.
 pub async fn require_token(
-    State(state): State<AppState>,
+    State(token): State<Arc<str>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(token) = state.token.as_deref() else {
-        return Ok(next.run(req).await);
-    };
     if req.uri().path().starts_with("/api/health") {
         return Ok(next.run(req).await);
     }

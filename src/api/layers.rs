@@ -17,26 +17,22 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = crate::clock::monotonic_now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    // Both are reference-counted: taking them copies no text.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let id = req.headers().get(&REQUEST_ID).cloned();
     let response = next.run(req).await;
     let took = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.request(method.as_str(), &route, status, took);
+    let status = response.status();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state
+        .metrics
+        .request(method.as_str(), route, status.as_str(), took);
     tracing::info!(
         method = %method,
         route,
-        status,
+        status = status.as_u16(),
         duration_ms = took.as_secs_f64() * 1e3,
-        request_id = id,
+        request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
         "request"
     );
     response

@@ -93,11 +93,11 @@ pub fn router(state: AppState) -> Router {
                 .timeout(REQUEST_TIMEOUT),
         )
         // Only the layers configured: each costs every request something.
-        .layer(option_layer(state.token.is_some().then(|| {
-            middleware::from_fn_with_state(state.clone(), auth::require_token)
+        .layer(option_layer(state.token.clone().map(|token| {
+            middleware::from_fn_with_state(token, auth::require_token)
         })))
-        .layer(option_layer(state.limiter.is_some().then(|| {
-            middleware::from_fn_with_state(state.clone(), ratelimit::limit)
+        .layer(option_layer(state.limiter.clone().map(|limiter| {
+            middleware::from_fn_with_state(limiter, ratelimit::limit)
         })))
         // Outside auth, so that browsers' preflight requests need no token.
         .layer(option_layer(layers::cors(&state.origins)))

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -12,7 +13,7 @@ use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::{ApiError, AppState};
+use super::ApiError;
 
 /// Limits per client address.
 pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
@@ -29,17 +30,14 @@ pub fn limiter(max: NonZeroU32, window: Duration) -> Limiter {
 /// Answers 429 with `Retry-After` to a client past its allowance; health
 /// checks are never limited.
 pub async fn limit(
-    State(state): State<AppState>,
+    State(limiter): State<Arc<Limiter>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(limiter) = &state.limiter else {
-        return Ok(next.run(req).await);
-    };
     if req.uri().path().starts_with("/api/health") {
         return Ok(next.run(req).await);
     }
-    // Without a connection (in-process tests) every request is one client.
+    // Without a connection address every request is one client.
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
