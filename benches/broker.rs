@@ -12,32 +12,15 @@ use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent, ReceiptStatu
 use event_broker::clock::SystemClock;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 
+mod common;
+
 /// Payload size in bytes: a JSON string, quotes included.
 const PAYLOAD: usize = 256;
 const QUEUE: &str = "bench";
 
-/// A JSON string of `PAYLOAD` bytes whose characters are pseudo-random
-/// letters and digits: the disk under test may compress, and runs of one
-/// byte would flatter every figure.
-fn payload(seed: u64) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut text = Vec::with_capacity(PAYLOAD);
-    text.push(b'"');
-    while text.len() < PAYLOAD - 1 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        text.push(ALPHABET[(state >> 58) as usize]);
-    }
-    text.push(b'"');
-    debug_assert_eq!(text.len(), PAYLOAD);
-    text
-}
-
 fn event(seed: u64) -> NewEvent {
     NewEvent {
-        payload: payload(seed),
+        payload: common::json_string(seed, PAYLOAD),
         ..NewEvent::default()
     }
 }

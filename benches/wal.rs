@@ -9,21 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use event_broker::wal::{Batch, FsyncPolicy, Wal, WalOptions};
 
-const RECORD: usize = 256;
+mod common;
 
-/// Incompressible bytes: the disk under test may compress or skip zeros,
-/// which would flatter every figure.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
+const RECORD: usize = 256;
 
 fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> Wal {
     let mut opts = WalOptions::new(dir);
@@ -33,7 +21,7 @@ fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> Wal {
 
 /// Appends `total` records of one batch each from `appenders` threads; the time it took.
 fn run_appenders(wal: &Arc<Wal>, appenders: u64, total: u64, per_batch: usize) -> Duration {
-    let pool = noise(RECORD * 64);
+    let pool = common::noise(RECORD * 64);
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..appenders {
@@ -95,7 +83,7 @@ fn run_async_appenders(
             .map(|t| {
                 let wal = wal.clone();
                 let share = total / appenders + u64::from(t < total % appenders);
-                let record = noise(RECORD + t as usize)[t as usize..].to_vec();
+                let record = common::noise(RECORD + t as usize)[t as usize..].to_vec();
                 tokio::spawn(async move {
                     for _ in 0..share {
                         let (tx, rx) = tokio::sync::oneshot::channel();

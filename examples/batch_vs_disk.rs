@@ -13,22 +13,12 @@ use std::time::{Duration, Instant};
 
 use event_broker::wal::{Batch, FsyncPolicy, Wal, WalOptions};
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 const RECORD: usize = 256;
 const PER_BATCH: usize = 4096;
 const BATCH_BYTES: usize = PER_BATCH * (RECORD + 8);
-
-/// Incompressible bytes: the disk here may compress or skip zeros.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -78,8 +68,8 @@ fn main() {
     std::fs::create_dir_all(&options.data_dir).expect("log dir");
     let wal = Wal::open(options).expect("open log").0;
     let mut file = std::fs::File::create(dir.path().join("raw")).expect("raw file");
-    let source = noise(BATCH_BYTES);
-    let pool = noise(RECORD * 64);
+    let source = common::noise(BATCH_BYTES);
+    let pool = common::noise(RECORD * 64);
     let mib = (batches * BATCH_BYTES) as f64 / f64::from(1 << 20);
     let mut ratios = Vec::new();
     println!("round  disk MiB/s  log MiB/s  log/disk   ({mib:.0} MiB each way per round, {appenders} appender(s))");

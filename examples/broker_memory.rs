@@ -15,6 +15,9 @@ use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent, OpenReport};
 use event_broker::clock::SystemClock;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 const QUEUE: &str = "memory";
 const PAYLOAD: usize = 1024;
 const PER_CALL: u64 = 1_000;
@@ -103,22 +106,6 @@ fn open(dir: &Path, queue_max_size: u64) -> (Broker, OpenReport) {
     Broker::open(options).expect("open broker")
 }
 
-/// A JSON string of `PAYLOAD` bytes, quotes included, of letters and digits.
-fn payload(seed: u64) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut text = Vec::with_capacity(PAYLOAD);
-    text.push(b'"');
-    while text.len() < PAYLOAD - 1 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        text.push(ALPHABET[(state >> 58) as usize]);
-    }
-    text.push(b'"');
-    text
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let count: u64 = args
@@ -147,7 +134,7 @@ fn main() {
 
     let batch: Vec<NewEvent> = (0..PER_CALL)
         .map(|i| NewEvent {
-            payload: payload(i),
+            payload: common::json_string(i, PAYLOAD),
             ..NewEvent::default()
         })
         .collect();
