@@ -40,30 +40,37 @@ impl Broker {
     ) -> Result<Subscription, BrokerError> {
         check_queue_name(queue)?;
         let subscription = self.checked(queue, request)?;
-        self.check_writable()?;
-        let _one_at_a_time = self.subscribing.lock().await;
-        let pending = {
-            let mut core = self.shared.lock();
-            let record = Record::Subscribe(subscription.clone());
-            self.submit(&mut core, vec![record], Box::new(|_: &mut Core, r| r))
-        };
-        pending.result().await?;
-        self.subscriptions_changed.send_modify(|n| *n += 1);
+        let record = Record::Subscribe(subscription.clone());
+        self.write_subscription(|_| Some(record)).await?;
         Ok(subscription)
     }
 
     /// Removes the webhook subscription of `queue`; false when it had none.
     pub async fn unsubscribe(&self, queue: &str) -> Result<bool, BrokerError> {
         check_queue_name(queue)?;
+        self.write_subscription(|core| {
+            core.state
+                .subscriptions
+                .contains_key(queue)
+                .then_some(Record::Unsubscribe {
+                    queue: Cow::Borrowed(queue),
+                })
+        })
+        .await
+    }
+
+    /// Writes the record `decide` makes of the state, if any, and tells the
+    /// watchers once it is in the log; whether there was one.
+    async fn write_subscription<'r>(
+        &self,
+        decide: impl FnOnce(&Core) -> Option<Record<'r>>,
+    ) -> Result<bool, BrokerError> {
         self.check_writable()?;
         let _one_at_a_time = self.subscribing.lock().await;
         let pending = {
             let mut core = self.shared.lock();
-            if !core.state.subscriptions.contains_key(queue) {
+            let Some(record) = decide(&core) else {
                 return Ok(false);
-            }
-            let record = Record::Unsubscribe {
-                queue: Cow::Borrowed(queue),
             };
             self.submit(&mut core, vec![record], Box::new(|_: &mut Core, r| r))
         };
