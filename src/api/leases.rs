@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use super::body::JsonBytes;
 use super::openapi as doc;
@@ -101,9 +100,6 @@ struct ExtendIn {
     visibility_timeout_ms: Option<u64>,
 }
 
-/// The longest error text kept with a failed delivery.
-const MAX_ERROR_CHARS: usize = 4096;
-
 /// Ack by receipt: the events are gone.
 #[utoipa::path(post, path = "/api/queues/{queue}/ack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ReceiptsIn,
     responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
@@ -112,7 +108,7 @@ pub(crate) async fn ack(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: ReceiptsIn = body.decode(false)?;
     let results = state.broker.ack(&queue, &req.receipts)?.result().await?;
     answer(results)
@@ -126,17 +122,8 @@ pub(crate) async fn nack(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: NackIn = body.decode(false)?;
-    if req
-        .error
-        .as_ref()
-        .is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "error: at most {MAX_ERROR_CHARS} characters"
-        )));
-    }
     let pending = state
         .broker
         .nack(&queue, &req.receipts, req.delay_ms, req.error.as_deref())?;
@@ -150,21 +137,39 @@ pub(crate) async fn extend(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: JsonBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: ExtendIn = body.decode(false)?;
     let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
     answer(state.broker.extend(&queue, &req.receipts, visibility)?)
 }
 
+/// One receipt's outcome as answered.
+#[derive(Serialize)]
+struct ResultOut<'a> {
+    receipt: &'a str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct ResultsOut<'a> {
+    results: Vec<ResultOut<'a>>,
+}
+
 /// `200` with one result per receipt, or `409` when none was ok.
-fn answer(results: Vec<ReceiptResult>) -> Result<Json<Value>, ApiError> {
-    let all_failed = results.iter().all(|r| r.status != ReceiptStatus::Ok);
-    let results: Vec<Value> = results
-        .iter()
-        .map(|r| json!({"receipt": r.receipt, "status": r.status.as_str()}))
-        .collect();
-    if all_failed {
-        return Err(ApiError::LeaseLost(Value::Array(results)));
+fn answer(results: Vec<ReceiptResult>) -> Result<Response, ApiError> {
+    let out = ResultsOut {
+        results: results
+            .iter()
+            .map(|r| ResultOut {
+                receipt: &r.receipt,
+                status: r.status.as_str(),
+            })
+            .collect(),
+    };
+    if results.iter().all(|r| r.status != ReceiptStatus::Ok) {
+        // Strings only: serialising them cannot fail.
+        let listed = serde_json::to_value(&out.results).unwrap_or_default();
+        return Err(ApiError::LeaseLost(listed));
     }
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(out).into_response())
 }

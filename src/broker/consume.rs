@@ -13,6 +13,9 @@ use super::{check_queue_name, Broker, BrokerError, Core, Pending};
 /// The longest lease a consumer may ask for: 12 hours.
 pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
+/// The longest error text a nack may keep with a failed delivery.
+pub const MAX_ERROR_CHARS: usize = 4096;
+
 /// The outcome for one receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptResult {
@@ -133,6 +136,12 @@ impl Broker {
         delay_ms: Option<u64>,
         error: Option<&str>,
     ) -> Result<Pending<Vec<ReceiptResult>>, BrokerError> {
+        if error.is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS) {
+            return Err(BrokerError::invalid(
+                "error",
+                format!("at most {MAX_ERROR_CHARS} characters"),
+            ));
+        }
         if let Some(delay) = delay_ms {
             if delay > super::produce::MAX_DELAY_MS {
                 return Err(BrokerError::invalid(
