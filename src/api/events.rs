@@ -61,7 +61,7 @@ pub(crate) async fn enqueue(
         }
     };
     let new = events
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, e)| to_new_event(e, i, single))
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -78,7 +78,7 @@ pub(crate) async fn enqueue(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-fn to_new_event(e: &EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiError> {
+fn to_new_event(e: EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiError> {
     let field = |name: &str| {
         if single {
             name.to_string()
@@ -104,7 +104,7 @@ fn to_new_event(e: &EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, Api
         payload: e.payload.get().as_bytes().to_vec(),
         headers,
         delay_ms: e.delay_ms,
-        idempotency_key: e.idempotency_key.clone(),
+        idempotency_key: e.idempotency_key,
     })
 }
 
