@@ -104,11 +104,11 @@ fn after_a_torn_tail_the_log_takes_new_records_and_reopens_cleanly() {
 }
 
 #[test]
-fn a_zeroed_or_garbage_tail_is_a_torn_write() {
+fn a_garbage_tail_is_a_torn_write() {
     for tail in [
-        vec![0u8; 4096],
         vec![0xFFu8; 3],
         b"\x10\x00\x00\x00garbage".to_vec(),
+        [b"\x10\x00".as_slice(), &[0u8; 4096]].concat(),
     ] {
         let (dir, positions, bodies) = written_log(20);
         let seg = segment_path(dir.path(), positions.last().unwrap());
@@ -117,9 +117,59 @@ fn a_zeroed_or_garbage_tail_is_a_torn_write() {
         bytes.extend_from_slice(&tail);
         fs::write(&seg, bytes).unwrap();
         let (wal, report) = Wal::open(options(dir.path(), SEGMENT)).unwrap();
-        assert_eq!(report.torn_tail.unwrap().offset, len);
+        let torn = report.torn_tail.expect("a torn tail is reported");
+        assert_eq!((torn.offset, torn.bytes), (len, tail.len() as u64));
         assert_eq!(replay_all(&wal).len(), bodies.len());
     }
+}
+
+#[test]
+fn zeros_written_ahead_of_the_data_are_unused_space_not_a_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(options(dir.path(), SEGMENT)).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..60).map(|i| body(i, 300)).collect();
+    let positions = append_each(&wal, &bodies);
+    let segments = wal.segments();
+    let (sealed, active) = segments.split_at(segments.len() - 1);
+    assert!(!sealed.is_empty(), "the log spans several segments");
+    let file_len = |dir: &Path, first_seq: u64| {
+        fs::metadata(dir.join("wal").join(format!("{first_seq:020}.seg")))
+            .unwrap()
+            .len()
+    };
+    for s in sealed {
+        assert_eq!(
+            file_len(dir.path(), s.first_seq),
+            s.bytes,
+            "a sealed segment ends with its last record"
+        );
+    }
+    let active = active[0];
+    assert!(
+        file_len(dir.path(), active.first_seq) > active.bytes,
+        "zeros are written ahead"
+    );
+
+    // What kill -9 leaves behind: the data, then the zeros.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    let (reopened, report) = Wal::open(options(crashed.path(), SEGMENT)).unwrap();
+    assert_eq!(report.torn_tail, None);
+    let replayed = replay_all(&reopened);
+    assert_eq!(replayed.len(), bodies.len());
+    assert_eq!(replayed.last().unwrap().0, *positions.last().unwrap());
+    assert_eq!(
+        file_len(crashed.path(), active.first_seq),
+        active.bytes,
+        "the zeros are cut off"
+    );
+
+    drop(wal);
+    assert_eq!(
+        file_len(dir.path(), active.first_seq),
+        active.bytes,
+        "a clean close leaves no zeros"
+    );
 }
 
 #[test]

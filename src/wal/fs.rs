@@ -15,6 +15,8 @@ pub trait WritableFile: Send {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes the written data durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Makes the data and all metadata durable (`fsync`).
+    fn sync_all(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Starts writing back a range without waiting, so the disk works while
@@ -47,6 +49,9 @@ impl WritableFile for RealFile {
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.0.sync_all()
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
@@ -164,6 +169,13 @@ impl WritableFile for FaultyFile {
             return Err(eio());
         }
         self.inner.sync_data()
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        let mut faults = self.faults.lock().expect("faults lock");
+        if std::mem::take(&mut faults.fail_next_sync) {
+            return Err(eio());
+        }
+        self.inner.sync_all()
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)

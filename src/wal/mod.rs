@@ -8,7 +8,7 @@
 //! DATA_DIR/wal/<first seq:020>.seg    segments, oldest first
 //! DATA_DIR/checkpoints/<name>/        hard links + copied active prefix + manifest.json
 //!
-//! segment = header | frame*
+//! segment = header | frame* | zero*      zeros only in the active segment: space written ahead
 //! header  = magic "EVBRKWAL" | version u32 LE | first_seq u64 LE | crc32 u32 LE   (24 bytes)
 //! frame   = len u32 LE | crc32 u32 LE | body[len]     crc32 (crc32fast) over len and body
 //! ```
@@ -35,7 +35,9 @@
 //!
 //! Opening scans every segment. A damaged frame in the newest segment with no
 //! valid frame after it is a torn write: it is cut off and logged (under
-//! `always` it was never acknowledged). Any other damage refuses to open with
+//! `always` it was never acknowledged). Zero bytes after the last frame of the
+//! newest segment are space the writer had written ahead; they are cut off
+//! without a report. Any other damage refuses to open with
 //! the file and byte offset, unless [`RecoveryMode::SkipCorrupt`] was chosen,
 //! which skips to the next valid frame and reports the bytes lost.
 //!
@@ -461,6 +463,7 @@ impl Wal {
             completions,
             completions_queued,
             last_round: 0,
+            file_end: newest.len,
         };
         let handle = spawn("wal-writer", &data_dir, move || {
             let result = writer.run();

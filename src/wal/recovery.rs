@@ -155,7 +155,10 @@ fn recover_segment(
                 report.bytes += super::format::frame_len(body.len()) as u64;
             }
             Err(bad) if bad.resume.is_none() && newest => {
-                report.torn_tail = Some(lost(&path, bad.offset, bytes.len(), bad.defect));
+                // Zeros the writer wrote ahead of its data are unused space, not a tear.
+                if bytes[bad.offset..].iter().any(|&b| b != 0) {
+                    report.torn_tail = Some(lost(&path, bad.offset, bytes.len(), bad.defect));
+                }
                 break;
             }
             Err(bad) if mode == RecoveryMode::Strict => {
@@ -182,8 +185,10 @@ fn recover_segment(
     if newest && (valid_end as u64) < file_len {
         drop(map);
         truncate(fs, &path, valid_end as u64)?;
-        tracing::warn!(path = %path.display(), offset = valid_end, bytes = file_len - valid_end as u64,
-            "cut a torn write off the end of the log (never acknowledged under WAL_FSYNC=always)");
+        if let Some(torn) = &report.torn_tail {
+            tracing::warn!(path = %path.display(), offset = torn.offset, bytes = torn.bytes,
+                "cut a torn write off the end of the log (never acknowledged under WAL_FSYNC=always)");
+        }
     }
     Ok(RecoveredSegment {
         first_seq,

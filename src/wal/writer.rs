@@ -78,6 +78,22 @@ const JOIN_BELOW: usize = 64 << 10;
 /// round's buffer stays bounded however many appenders wait.
 const ROUND_BYTES: usize = 32 << 20;
 
+/// Under `always`, the writer keeps up to this many zero bytes written and
+/// synced past the end of the data. A round that lands in them overwrites
+/// blocks the file already has, so its `fdatasync` need not commit a new file
+/// size and block map to the filesystem journal: on the ext4 disk here that
+/// took the mean sync of single events from 253–304 µs to 159–197 µs. The
+/// zeros are written a chunk at a time, with the round that runs low on them,
+/// and cut off again when the segment is sealed or the log closes; recovery
+/// treats a zero tail of the newest segment as unused space.
+const ZERO_AHEAD: u64 = 1 << 20;
+
+/// Only rounds smaller than this write zeros ahead: a larger one amortises
+/// the journal commit by itself, and zeros would double its bytes (4 × 100
+/// events a request ran at 317k/s with zeros, 349k/s without). 32 single
+/// events of 256 bytes take 11 KiB.
+const ZERO_AHEAD_BELOW: usize = 16 << 10;
+
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub rx: Receiver<Command>,
@@ -96,6 +112,8 @@ pub(crate) struct Writer {
     pub completions_queued: Arc<AtomicUsize>,
     /// Appends in the previous round.
     pub last_round: usize,
+    /// End of the active segment file: past `len`, zero bytes written ahead.
+    pub file_end: u64,
 }
 
 /// Appends waiting in the current round for their write and sync.
@@ -151,7 +169,8 @@ impl Writer {
             self.last_round = appends;
             self.commit(&mut group);
         }
-        self.sync_now()
+        self.sync_now()?;
+        self.cut_zeros()
     }
 
     /// Under `always`, an fsync costs the same for one append as for a
@@ -277,6 +296,10 @@ impl Writer {
             at = self.write_at(buf, at)?;
         }
         at = self.write_at(joined, at)?;
+        self.file_end = self.file_end.max(at);
+        if self.policy == FsyncPolicy::Always && at - self.len < ZERO_AHEAD_BELOW as u64 {
+            self.zero_ahead(at);
+        }
         self.len = at;
         self.active
             .written
@@ -305,12 +328,39 @@ impl Writer {
         Ok(at)
     }
 
+    /// Writes the next chunk of zeros once less than a quarter of one is
+    /// left past `end`, never past the segment size. Failing to is no error:
+    /// the zeros are cut off again and rounds extend the file, as without them.
+    fn zero_ahead(&mut self, end: u64) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        if self.file_end >= end + ZERO_AHEAD / 4 || self.file_end >= self.segment_bytes {
+            return;
+        }
+        let target = (end + ZERO_AHEAD).min(self.segment_bytes);
+        let mut at = self.file_end;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            if self.file.write_all_at(&ZEROS[..n as usize], at).is_err() {
+                break;
+            }
+            at += n;
+        }
+        if at < target && self.file.set_len(self.file_end).is_ok() {
+            return;
+        }
+        // Where a cut failed, zeros may reach as far as the target.
+        self.file_end = target;
+    }
+
     /// A failed write leaves the log usable only if the disk was full and the
     /// partial write could be cut off again; anything else stops the log.
     fn write_failed(&mut self, err: std::io::Error) -> WalError {
         if is_disk_full_io(&err) {
             match self.file.set_len(self.len) {
-                Ok(()) => return WalError::DiskFull { source: err },
+                Ok(()) => {
+                    self.file_end = self.len;
+                    return WalError::DiskFull { source: err };
+                }
                 Err(cut) => {
                     return self.poison(WalError::io(
                         "cut back a partial write to",
@@ -360,6 +410,7 @@ impl Writer {
         if self.policy != FsyncPolicy::Never {
             self.sync_now()?;
         }
+        self.cut_zeros()?;
         let path = self.shared.wal_dir.join(segment::file_name(self.next_seq));
         let file = self.create_segment(&path)?;
         let active = Arc::new(ActiveSegment::open(
@@ -384,6 +435,27 @@ impl Writer {
         self.file = file;
         self.len = HEADER_LEN as u64;
         self.durable = self.len;
+        self.file_end = self.len;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead off the segment, durably, before it is
+    /// sealed or the log closes: only a crash leaves them for recovery, and
+    /// then only in the newest segment.
+    fn cut_zeros(&mut self) -> Result<(), WalError> {
+        if self.file_end == self.len {
+            return Ok(());
+        }
+        let path = &self.active.path;
+        // A full fsync: a smaller size is not data that fdatasync must keep.
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_all());
+        if let Err(e) = cut {
+            return Err(self.poison(WalError::io("cut the unused end of", path, e)));
+        }
+        self.file_end = self.len;
         Ok(())
     }
 
