@@ -149,7 +149,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     let broker = Arc::new(broker);
     let state = AppState {
         broker: broker.clone(),
-        shutdown: CancellationToken::new(),
+        shutdown: Arc::new(CancellationToken::new()),
         started: event_broker::clock::monotonic_now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
@@ -176,7 +176,7 @@ async fn run(
     state: AppState,
     listener: std::net::TcpListener,
 ) -> anyhow::Result<()> {
-    let shutdown = state.shutdown.clone();
+    let shutdown = CancellationToken::clone(&state.shutdown);
     shutdown::cancel_on_signal(shutdown.clone()).context("installing signal handlers")?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(addr = %listener.local_addr()?, "serving");

@@ -42,7 +42,9 @@ pub struct AppState {
     /// The broker.
     pub broker: Arc<Broker>,
     /// Cancelled when the server starts shutting down: long polls return early.
-    pub shutdown: CancellationToken,
+    /// In an `Arc`: the state is cloned for every request, and cloning a
+    /// token takes a lock.
+    pub shutdown: Arc<CancellationToken>,
     /// When the process started, for `uptime_seconds`.
     pub started: Instant,
     /// The effective configuration shown by `/api/status` (no secrets).

@@ -27,14 +27,11 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP exchange broke below the status line (the connection closed
-    /// or reset). Within a run it is counted as a failed request; it ends the
-    /// run only during setup.
+    /// The HTTP exchange broke: the connection closed or reset, or the
+    /// answer was not HTTP/1.1 framed by `Content-Length`. Within a run it is
+    /// counted as a failed request; it ends the run only during setup.
     #[error("HTTP exchange with the broker")]
-    Http(#[from] hyper::Error),
-    /// A request could not be built: the URL's path cannot carry it.
-    #[error("building a request")]
-    Request(#[from] hyper::http::Error),
+    Http(#[from] std::io::Error),
     /// A request was answered 429 for longer than the workload waits: the
     /// queue stays full because nothing drains it fast enough.
     #[error("{what}: the broker answered 429 for {waited:?}: {body}; raise the broker's QUEUE_MAX_SIZE or lower the load")]
