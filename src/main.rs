@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use event_broker::api::{self, ratelimit, AppState};
+use event_broker::api::{self, ratelimit, AppParts, AppState};
 use event_broker::bench::{self, BenchArgs};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
@@ -147,9 +147,9 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         "log recovered"
     );
     let broker = Arc::new(broker);
-    let state = AppState {
+    let state = AppState::from(AppParts {
         broker: broker.clone(),
-        shutdown: Arc::new(CancellationToken::new()),
+        shutdown: CancellationToken::new(),
         started: event_broker::clock::monotonic_now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
@@ -160,7 +160,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
             .then(|| NonZeroU32::new(config.rate_limit_max))
             .flatten()
             .map(|max| Arc::new(ratelimit::limiter(max, config.rate_limit_window))),
-    };
+    });
     runtime.block_on(run(config, state, listener))?;
     drop(runtime);
     broker.close().context("flushing and closing the log")?;
@@ -176,7 +176,7 @@ async fn run(
     state: AppState,
     listener: std::net::TcpListener,
 ) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::clone(&state.shutdown);
+    let shutdown = state.shutdown.clone();
     shutdown::cancel_on_signal(shutdown.clone()).context("installing signal handlers")?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(addr = %listener.local_addr()?, "serving");

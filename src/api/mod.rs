@@ -36,15 +36,38 @@ use crate::metrics::Metrics;
 pub use error::ApiError;
 pub use ops::recovering_router;
 
-/// What every handler shares.
+/// What every handler shares. Every request clones it, so it is one `Arc`
+/// rather than a handful; changing it (tests set auth, CORS and limits
+/// before serving) copies the parts if they are shared.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl From<AppParts> for AppState {
+    fn from(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppParts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct AppParts {
     /// The broker.
     pub broker: Arc<Broker>,
     /// Cancelled when the server starts shutting down: long polls return early.
-    /// In an `Arc`: the state is cloned for every request, and cloning a
-    /// token takes a lock.
-    pub shutdown: Arc<CancellationToken>,
+    pub shutdown: CancellationToken,
     /// When the process started, for `uptime_seconds`.
     pub started: Instant,
     /// The effective configuration shown by `/api/status` (no secrets).

@@ -138,7 +138,7 @@ fn open(
 /// What the API needs around `broker`: no auth, no CORS, no rate limit.
 pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
     let max = broker.limits().queue_max_size;
-    event_broker::api::AppState {
+    event_broker::api::AppState::from(event_broker::api::AppParts {
         broker,
         shutdown: Default::default(),
         started: std::time::Instant::now(),
@@ -147,5 +147,5 @@ pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
         origins: Arc::new(Vec::new()),
         metrics: Arc::new(event_broker::metrics::Metrics::new(max)),
         limiter: None,
-    }
+    })
 }
