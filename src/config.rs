@@ -65,6 +65,10 @@ pub struct RawConfig {
     /// WORKER_COUNT: push-delivery workers; default 8, 1..=1024.
     #[arg(long, env = "WORKER_COUNT", default_value = "8")]
     pub worker_count: String,
+    /// HTTP_THREADS: threads that serve HTTP (and run webhook deliveries and
+    /// the reaper); default `auto`, one per core but one, at least 1; 1..=1024.
+    #[arg(long, env = "HTTP_THREADS", default_value = "auto")]
+    pub http_threads: String,
     /// VISIBILITY_TIMEOUT_MS: default lease length; default 30000, 1..=43200000.
     #[arg(long, env = "VISIBILITY_TIMEOUT_MS", default_value = "30000")]
     pub visibility_timeout_ms: String,
@@ -152,6 +156,8 @@ pub struct Config {
     pub queue_max_size: u64,
     /// `WORKER_COUNT`, default 8.
     pub worker_count: u32,
+    /// `HTTP_THREADS`, default one per core but one (at least 1).
+    pub http_threads: u32,
     /// `VISIBILITY_TIMEOUT_MS`, default 30 s.
     pub visibility_timeout: Duration,
     /// `MAX_RETRIES`, default 10.
@@ -214,6 +220,7 @@ impl RawConfig {
             data_dir: non_empty("DATA_DIR", &self.data_dir)?.into(),
             queue_max_size: in_range("QUEUE_MAX_SIZE", &self.queue_max_size, 1..=100_000_000)?,
             worker_count: in_range("WORKER_COUNT", &self.worker_count, 1..=1024)?,
+            http_threads: http_threads(&self.http_threads)?,
             visibility_timeout: millis(
                 "VISIBILITY_TIMEOUT_MS",
                 &self.visibility_timeout_ms,
@@ -322,6 +329,7 @@ impl Config {
             ("DATA_DIR", self.data_dir.display().to_string()),
             ("QUEUE_MAX_SIZE", self.queue_max_size.to_string()),
             ("WORKER_COUNT", self.worker_count.to_string()),
+            ("HTTP_THREADS", self.http_threads.to_string()),
             ("VISIBILITY_TIMEOUT_MS", ms(self.visibility_timeout)),
             ("MAX_RETRIES", self.max_retries.to_string()),
             ("REAPER_INTERVAL_MS", ms(self.reaper_interval)),
@@ -368,6 +376,30 @@ fn parsed<T: FromStr<Err = String>>(name: &'static str, value: &str) -> Result<T
     value
         .parse()
         .map_err(|allowed| invalid(name, value, allowed))
+}
+
+/// One thread per core but one, which stays for the log writer: measured on
+/// two cores with the bench client beside the broker, one HTTP thread
+/// instead of two served 10–20% more single-event requests with 20% less
+/// broker CPU each, and 10–35% fewer leased and acked events.
+fn auto_http_threads() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 1024) as u32
+}
+
+/// `HTTP_THREADS`: `auto` or a count.
+fn http_threads(value: &str) -> Result<u32, ConfigError> {
+    const NAME: &str = "HTTP_THREADS";
+    if value.trim() == "auto" {
+        return Ok(auto_http_threads());
+    }
+    in_range(NAME, value, 1..=1024).map_err(|_| {
+        invalid(
+            NAME,
+            value,
+            "expected auto or a whole number from 1 to 1024",
+        )
+    })
 }
 
 fn in_range<T>(
@@ -553,6 +585,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.queue_max_size, 100_000);
         assert_eq!(c.worker_count, 8);
+        assert_eq!(c.http_threads, auto_http_threads());
         assert_eq!(c.visibility_timeout, Duration::from_millis(30_000));
         assert_eq!(c.max_retries, 10);
         assert_eq!(c.reaper_interval, Duration::from_millis(1_000));
@@ -587,6 +620,19 @@ mod tests {
         let err = parse(&["--wal-segment-bytes", "12"]).unwrap_err();
         assert_eq!(err.name, "WAL_SEGMENT_BYTES");
         assert!(err.allowed.contains("65536"), "{}", err.allowed);
+    }
+
+    #[test]
+    fn http_threads_are_auto_or_a_count() {
+        assert_eq!(with(&[("HTTP_THREADS", "3")]).unwrap().http_threads, 3);
+        for value in ["0", "1025", "many"] {
+            let err = rejected(&[("HTTP_THREADS", value)]);
+            assert_eq!(err.name, "HTTP_THREADS");
+            assert_eq!(
+                err.allowed,
+                "expected auto or a whole number from 1 to 1024"
+            );
+        }
     }
 
     #[test]

@@ -118,6 +118,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .collect();
     tracing::info!(config = %serde_json::Value::Object(fields), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_threads as usize)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
