@@ -21,6 +21,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod event_json;
+pub mod log_format;
 pub mod log_writer;
 pub mod metrics;
 pub mod shutdown;

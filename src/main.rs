@@ -13,6 +13,7 @@ use event_broker::bench::{self, BenchArgs};
 use event_broker::broker::{Broker, BrokerOptions};
 use event_broker::clock::SystemClock;
 use event_broker::config::{Config, LogFormat, RawConfig};
+use event_broker::log_format::JsonLines;
 use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
@@ -89,7 +90,7 @@ fn init_tracing(config: &Config) -> Option<FlushGuard> {
         .with_env_filter(filter)
         .with_writer(writer);
     match config.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.event_format(JsonLines).init(),
         LogFormat::Pretty => builder.init(),
     }
     guard
