@@ -120,11 +120,18 @@ pub struct Stored<'a> {
     #[serde(borrow)]
     pub idempotency_key: Option<Cow<'a, str>>,
     /// Headers as the JSON object text received; empty when there were none.
-    #[serde(borrow)]
+    #[serde(borrow, serialize_with = "as_bytes")]
     pub headers: Cow<'a, [u8]>,
     /// The payload as the exact JSON text received.
-    #[serde(borrow)]
+    #[serde(borrow, serialize_with = "as_bytes")]
     pub payload: Cow<'a, [u8]>,
+}
+
+/// Writes bytes in one piece. serde writes a `[u8]` as a sequence, one
+/// call per byte; postcard encodes both the same way (a length, then the
+/// bytes), so the log format does not change.
+fn as_bytes<S: serde::Serializer>(bytes: &Cow<'_, [u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
 }
 
 /// Why a record body could not be read.
@@ -272,6 +279,33 @@ mod tests {
             headers: Cow::Borrowed(br#"{"k":"v"}"#),
             payload: Cow::Borrowed(br#"{"any": [1, 2.50, "json"]}"#),
         }
+    }
+
+    #[test]
+    fn payloads_are_encoded_as_a_sequence_of_bytes_was() {
+        /// `Stored` with its byte fields written the way serde writes a `Vec<u8>`.
+        #[derive(Serialize)]
+        struct AsSequences<'a> {
+            id: u64,
+            queue: &'a str,
+            enqueued_at: u64,
+            visible_at: u64,
+            idempotency_key: Option<&'a str>,
+            headers: Vec<u8>,
+            payload: Vec<u8>,
+        }
+        let s = stored();
+        let old = postcard::to_allocvec(&AsSequences {
+            id: s.id,
+            queue: &s.queue,
+            enqueued_at: s.enqueued_at,
+            visible_at: s.visible_at,
+            idempotency_key: s.idempotency_key.as_deref(),
+            headers: s.headers.to_vec(),
+            payload: s.payload.to_vec(),
+        })
+        .unwrap();
+        assert_eq!(postcard::to_allocvec(&s).unwrap(), old);
     }
 
     #[test]
