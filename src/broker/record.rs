@@ -130,7 +130,7 @@ pub struct Stored<'a> {
 /// Writes bytes in one piece. serde writes a `[u8]` as a sequence, one
 /// call per byte; postcard encodes both the same way (a length, then the
 /// bytes), so the log format does not change.
-fn as_bytes<S: serde::Serializer>(bytes: &Cow<'_, [u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+fn as_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(bytes)
 }
 
