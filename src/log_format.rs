@@ -97,7 +97,7 @@ fn format_line(line: &mut Vec<u8>, scratch: &mut String, event: &Event<'_>) -> f
         return Err(fmt::Error);
     }
     line.extend_from_slice(b"},\"target\":");
-    json(line, meta.target())?;
+    json_str(line, meta.target())?;
     line.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -105,6 +105,18 @@ fn format_line(line: &mut Vec<u8>, scratch: &mut String, event: &Event<'_>) -> f
 /// Appends `value` as JSON.
 fn json<T: serde::Serialize + ?Sized>(line: &mut Vec<u8>, value: &T) -> fmt::Result {
     serde_json::to_writer(line, value).map_err(|_| fmt::Error)
+}
+
+/// Appends `text` as a JSON string: as it is when nothing in it needs
+/// escaping (field names, routes, request ids), else through serde_json.
+fn json_str(line: &mut Vec<u8>, text: &str) -> fmt::Result {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return json(line, text);
+    }
+    line.push(b'"');
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'"');
+    Ok(())
 }
 
 /// Writes an event's fields as the members of a JSON object.
@@ -116,14 +128,23 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn member<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
+    fn key(&mut self, field: &Field) {
         if !self.first {
             self.line.push(b',');
         }
         self.first = false;
-        self.failed |= json(self.line, field.name()).is_err();
+        self.failed |= json_str(self.line, field.name()).is_err();
         self.line.push(b':');
+    }
+
+    fn member<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
+        self.key(field);
         self.failed |= json(self.line, value).is_err();
+    }
+
+    fn member_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        self.failed |= json_str(self.line, value).is_err();
     }
 }
 
@@ -141,13 +162,13 @@ impl Visit for Fields<'_> {
         self.member(field, &value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, value);
+        self.member_str(field, value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut text = std::mem::take(self.scratch);
         text.clear();
         self.failed |= write!(text, "{value:?}").is_err();
-        self.member(field, text.as_str());
+        self.member_str(field, &text);
         *self.scratch = text;
     }
 }
