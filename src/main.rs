@@ -191,10 +191,22 @@ async fn run(
     let pool = WorkerPool::new(state.broker.clone(), Some(state.metrics.clone()))
         .context("starting the webhook client")?;
     let workers = tokio::spawn(pool.run(shutdown.clone()));
-    // With each connection's address, so the rate limit is per client.
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let limited = state.limiter.is_some();
+    let app = api::router(state);
+    let stop = shutdown.clone().cancelled_owned();
+    let server = async move {
+        if limited {
+            // With each connection's address, so the rate limit is per client.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        } else {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
     let drained = async {
         server.await.context("serving HTTP")?;
         workers.await.context("the webhook workers")

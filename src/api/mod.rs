@@ -119,7 +119,6 @@ pub fn router(state: AppState) -> Router {
                     state.clone(),
                     layers::log_request,
                 ))
-                .layer(middleware::map_response(layers::security_headers))
                 // Outside auth, so that browsers' preflight requests need no token.
                 .option_layer(layers::cors(&state.origins))
                 // Only the layers configured: each costs every request something.
