@@ -380,8 +380,8 @@ fn parsed<T: FromStr<Err = String>>(name: &'static str, value: &str) -> Result<T
 
 /// One thread per core but one, which stays for the log writer: measured on
 /// two cores with the bench client beside the broker, one HTTP thread
-/// instead of two served 10–20% more single-event requests with 20% less
-/// broker CPU each, and 10–35% fewer leased and acked events.
+/// instead of two served 9–22% more single-event requests with 16–22% less
+/// broker CPU each, and 7–34% fewer leased and acked events.
 fn auto_http_threads() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1).clamp(1, 1024) as u32

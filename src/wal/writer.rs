@@ -80,9 +80,9 @@ const ROUND_BYTES: usize = 32 << 20;
 
 /// Under `always`, the writer keeps up to this many zero bytes written and
 /// synced past the end of the data. A round that lands in them overwrites
-/// blocks the file already has, so its `fdatasync` need not commit a new file
-/// size and block map to the filesystem journal: on the ext4 disk here that
-/// took the mean sync of single events from 253–304 µs to 159–197 µs. The
+/// blocks the file already has, so its `fdatasync` need not also write the
+/// file's new size and block map: on the ext4 disk here that took the mean
+/// sync of single events from 253–304 µs to 159–197 µs. The
 /// zeros are written a chunk at a time, with the round that runs low on them,
 /// and cut off again when the segment is sealed or the log closes; recovery
 /// treats a zero tail of the newest segment as unused space.
