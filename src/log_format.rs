@@ -212,7 +212,7 @@ mod tests {
             request_id = "a\"b\\c\nd",
             "request"
         );
-        tracing::warn!(bytes = -3i64, ok = true, error = ?Some("x"), "cut a \"torn\" write");
+        tracing::warn!(bytes = -3i64, big = u128::MAX, ok = true, error = ?Some("x"), "cut a \"torn\" write");
         tracing::error!(ratio = f64::NAN, "ünïcode ✓");
     }
 
