@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::{Consumer, Ledger};
 use super::payload::Stamp;
 use super::phase::Phase;
-use super::producer::Producer;
+use super::producer::{self, Producer};
 use super::report::{Detail, Measured, Percentiles, Report};
 use super::schedule::Schedule;
 use super::tally::{Counts, Tally};
@@ -108,11 +108,7 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
     }
     let sides = vec![("sent", run.sent.clone()), ("acked", received.clone())];
     let phase = Phase::start(&setup.target, sides, false).await?;
-    let mut producers = Vec::new();
-    for _ in 0..args.connections.min(total) {
-        let worker = Worker::connect(&setup.target, run.sent.clone(), PATIENCE).await?;
-        producers.push(Producer::new(worker, &setup.queue, setup.size, true));
-    }
+    let producers = producer::connect(setup, &run.sent, args.connections.min(total), true).await?;
     // The schedule starts once every connection is open.
     let schedule = Arc::new(Schedule::new(args.rate as f64));
     let mut producing = JoinSet::new();

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::consumer::Consumer;
 use super::payload::Stamp;
 use super::phase::Phase;
-use super::producer::{closed_loop, Producer, Until};
+use super::producer::{self, closed_loop, Producer, Until};
 use super::report::{Detail, Measured, Percentiles, Report};
 use super::schedule::Schedule;
 use super::tally::{Counts, Tally};
@@ -53,16 +53,8 @@ pub struct MixedArgs {
 /// Runs `bench mixed`.
 pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> {
     let (produced, consumed) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
-    let mut producers = Vec::new();
-    for _ in 0..args.producers {
-        let worker = Worker::connect(&setup.target, produced.clone(), PATIENCE).await?;
-        producers.push(Producer::new(
-            worker,
-            &setup.queue,
-            setup.size,
-            args.batch > 1,
-        ));
-    }
+    let producers =
+        producer::connect(setup, &produced, args.producers.into(), args.batch > 1).await?;
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
         let worker = Worker::connect(&setup.target, consumed.clone(), PATIENCE).await?;

@@ -9,11 +9,11 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use super::phase::Phase;
-use super::producer::{closed_loop, Producer, Until};
+use super::producer::{self, closed_loop, Until};
 use super::report::{Detail, Measured, Report};
 use super::tally::Tally;
-use super::worker::{join_all, merged, Worker};
-use super::{BenchError, Common, Setup, PATIENCE};
+use super::worker::{join_all, merged};
+use super::{BenchError, Common, Setup};
 use crate::clock::monotonic_now;
 
 /// Flags of `bench produce`.
@@ -39,16 +39,7 @@ pub struct ProduceArgs {
 /// Runs `bench produce`.
 pub async fn run(args: &ProduceArgs, setup: &Setup) -> Result<Report, BenchError> {
     let tally = Arc::new(Tally::default());
-    let mut producers = Vec::new();
-    for _ in 0..args.producers {
-        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
-        producers.push(Producer::new(
-            worker,
-            &setup.queue,
-            setup.size,
-            args.batch > 1,
-        ));
-    }
+    let producers = producer::connect(setup, &tally, args.producers.into(), args.batch > 1).await?;
     let phase = Phase::start(&setup.target, vec![("events", tally.clone())], false).await?;
     let until = match args.duration {
         Some(d) => Until::Deadline(monotonic_now() + d),

@@ -8,8 +8,9 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::payload::{events_body, Enqueued, EnqueuedBatch, Stamp};
+use super::tally::Tally;
 use super::worker::Worker;
-use super::BenchError;
+use super::{BenchError, Setup, PATIENCE};
 use crate::clock::{monotonic_now, unix_nanos};
 
 /// A worker that enqueues to one queue.
@@ -67,6 +68,22 @@ impl Producer {
     pub fn into_latency(self) -> Histogram<u64> {
         self.worker.into_latency()
     }
+}
+
+/// `count` producers of the run's queue, each on a connection of its own,
+/// counting into `tally`; `array` as for [`Producer::new`].
+pub async fn connect(
+    setup: &Setup,
+    tally: &Arc<Tally>,
+    count: u64,
+    array: bool,
+) -> Result<Vec<Producer>, BenchError> {
+    let mut producers = Vec::new();
+    for _ in 0..count {
+        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
+        producers.push(Producer::new(worker, &setup.queue, setup.size, array));
+    }
+    Ok(producers)
 }
 
 /// When a closed-loop producer stops.
