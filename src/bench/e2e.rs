@@ -143,9 +143,7 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
         // The produce side's requests and latency, the consumers' events.
         counts: Counts {
             events: delivered,
-            errors: counts.errors + sent.errors,
-            throttled: counts.throttled + sent.throttled,
-            ..sent
+            ..sent.with_failures_of(counts)
         },
         latency: &produce_latency,
         end: &end,

@@ -16,7 +16,7 @@ use super::phase::Phase;
 use super::producer::{self, closed_loop, Producer, Until};
 use super::report::{Detail, Measured, Percentiles, Report};
 use super::schedule::Schedule;
-use super::tally::{Counts, Tally};
+use super::tally::Tally;
 use super::worker::{join_all, merged, Worker};
 use super::{BenchError, Common, Setup, PATIENCE};
 use crate::clock::{monotonic_now, unix_nanos};
@@ -100,12 +100,7 @@ pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> 
         depth: end.depth,
     };
     let measured = Measured {
-        // Failures of either side are failures of the run.
-        counts: Counts {
-            errors: p.errors + c.errors,
-            throttled: p.throttled + c.throttled,
-            ..p
-        },
+        counts: p.with_failures_of(c),
         latency: &produce_latency,
         end: &end,
     };

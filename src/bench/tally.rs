@@ -31,6 +31,18 @@ pub struct Counts {
     pub throttled: u64,
 }
 
+impl Counts {
+    /// These counts with the failures and throttles of `other` too: a run's
+    /// failures are those of either side.
+    pub fn with_failures_of(self, other: Counts) -> Counts {
+        Counts {
+            errors: self.errors + other.errors,
+            throttled: self.throttled + other.throttled,
+            ..self
+        }
+    }
+}
+
 impl Tally {
     /// Counts `n` events done.
     pub fn add_events(&self, n: u64) {
