@@ -2,6 +2,9 @@
 //! through the API state; no globals. Queue and log figures are read from
 //! the broker at each scrape, so they cannot drift from the truth.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use prometheus::{
@@ -29,6 +32,10 @@ pub struct Metrics {
     webhook_calls: IntCounterVec,
     webhook_seconds: HistogramVec,
     cpu_seconds: prometheus::Counter,
+    oldest_ready_age: prometheus::GaugeVec,
+    disk_available: IntGauge,
+    disk_size: IntGauge,
+    ready: IntGauge,
     queue_max_size: u64,
 }
 
@@ -111,6 +118,36 @@ impl Metrics {
             "User and system CPU time of the process, to the microsecond \
              (process_cpu_seconds_total counts whole seconds)",
         ));
+        let oldest_ready_age = must(prometheus::GaugeVec::new(
+            Opts::new(
+                "event_broker_queue_oldest_ready_age_seconds",
+                "How long the ready event that has waited longest has been visible \
+                 (since its enqueue, or since its delay, backoff or redrive ended); 0 when none is ready",
+            ),
+            &["queue"],
+        ));
+        let disk_available = must(IntGauge::new(
+            "event_broker_disk_available_bytes",
+            "Bytes free to unprivileged users on the data directory's filesystem",
+        ));
+        let disk_size = must(IntGauge::new(
+            "event_broker_disk_size_bytes",
+            "Size of the data directory's filesystem",
+        ));
+        let ready = must(IntGauge::new(
+            "event_broker_ready",
+            "1 when /api/health/ready answers 200, 0 when the log failed or the broker shuts down",
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(
+                "event_broker_build_info",
+                "Always 1; the version as a label",
+            ),
+            &["version"],
+        ));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -125,6 +162,11 @@ impl Metrics {
             Box::new(webhook_calls.clone()),
             Box::new(webhook_seconds.clone()),
             Box::new(cpu_seconds.clone()),
+            Box::new(oldest_ready_age.clone()),
+            Box::new(disk_available.clone()),
+            Box::new(disk_size.clone()),
+            Box::new(ready.clone()),
+            Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(c));
@@ -144,6 +186,10 @@ impl Metrics {
             webhook_calls,
             webhook_seconds,
             cpu_seconds,
+            oldest_ready_age,
+            disk_available,
+            disk_size,
+            ready,
             queue_max_size,
         }
     }
@@ -158,8 +204,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text exposition of every metric, read from `broker` now.
-    pub fn render(&self, broker: &Broker) -> String {
+    /// The text exposition of every metric, read from `broker` now;
+    /// `ready` is what readiness would answer.
+    pub fn render(&self, broker: &Broker, ready: bool) -> String {
         for q in broker.queues() {
             self.queue(&q);
         }
@@ -167,6 +214,15 @@ impl Metrics {
         self.wal_segments.set(wal.segments as i64);
         self.wal_bytes.set(wal.bytes as i64);
         self.wal_failed.set(i64::from(wal.failure.is_some()));
+        self.ready.set(i64::from(ready));
+        match disk_space(broker.wal().data_dir()) {
+            Ok(disk) => {
+                self.disk_available.set(disk.available as i64);
+                self.disk_size.set(disk.size as i64);
+            }
+            // The gauges keep their last reading; the log says why they stopped.
+            Err(e) => tracing::warn!(error = %e, "statvfs of the data directory failed"),
+        }
         if let Some(cpu) = cpu_seconds() {
             // A counter only grows: it catches up by the difference.
             self.cpu_seconds
@@ -191,6 +247,9 @@ impl Metrics {
                 .with_label_values(&[name, state])
                 .set(n as i64);
         }
+        self.oldest_ready_age
+            .with_label_values(&[name])
+            .set(q.oldest_ready_age_ms as f64 / 1000.0);
         let pending = q.ready + q.delayed + q.in_flight;
         self.queue_utilization
             .with_label_values(&[name])
@@ -209,6 +268,36 @@ impl Metrics {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
+}
+
+/// Room on a filesystem, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DiskSpace {
+    /// Free to unprivileged users (what the broker, not root, may still write).
+    available: u64,
+    size: u64,
+}
+
+/// The room on the filesystem holding `path`, from statvfs(3).
+fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and statvfs writes a whole struct on success.
+    let stat = unsafe {
+        if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat.assume_init()
+    };
+    // Blocks are counted in fragment-size units (statvfs(3)); the casts
+    // widen on 32-bit targets, where the fields are narrower.
+    #[allow(clippy::unnecessary_cast)]
+    let unit = stat.f_frsize as u64;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(DiskSpace {
+        available: stat.f_bavail as u64 * unit,
+        size: stat.f_blocks as u64 * unit,
+    })
 }
 
 /// User plus system CPU time of this process, from getrusage(2).
@@ -245,5 +334,24 @@ impl DeliveryObserver for Metrics {
         self.webhook_seconds
             .with_label_values(&[queue])
             .observe(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_of_a_real_directory_is_some_of_its_size() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = disk_space(dir.path()).expect("statvfs");
+        assert!(disk.size > 0);
+        assert!(disk.available <= disk.size);
+    }
+
+    #[test]
+    fn disk_space_of_a_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(disk_space(&dir.path().join("missing")).is_err());
     }
 }

@@ -22,7 +22,8 @@ pub fn router() -> Router<AppState> {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/api/metrics", responses((status = 200, description = "text/plain; version=0.0.4", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.render(&state.broker);
+    let ready = unready(&state).is_none();
+    let body = state.metrics.render(&state.broker, ready);
     (
         [(
             header::CONTENT_TYPE,
@@ -41,7 +42,19 @@ pub(crate) async fn health() -> Json<Value> {
 /// Readiness: 503 while shutting down or when the log refuses writes.
 #[utoipa::path(get, path = "/api/health/ready", security(()), responses((status = 200, body = doc::Health), (status = 503, body = doc::Health)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let reason = if state.shutdown.is_cancelled() {
+    match unready(&state) {
+        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": reason})),
+        ),
+    }
+}
+
+/// Why readiness answers 503, or `None` when it answers 200; the
+/// `event_broker_ready` gauge reads the same answer.
+fn unready(state: &AppState) -> Option<String> {
+    if state.shutdown.is_cancelled() {
         Some("shutting down".to_string())
     } else {
         state
@@ -49,13 +62,6 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
             .wal()
             .failure()
             .map(|e| format!("storage failed, writes are refused until restart: {e}"))
-    };
-    match reason {
-        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": reason})),
-        ),
     }
 }
 

@@ -196,6 +196,15 @@ impl Shared {
 }
 
 impl Core {
+    /// Queue `q`'s counts at wall time `now`, due delayed events made ready first.
+    fn stats(&mut self, q: u32, now: u64) -> QueueStats {
+        self.state.promote(q, now);
+        let oldest = self.state.oldest_ready(q);
+        let mut stats = self.state.queues[q as usize].stats.clone();
+        stats.oldest_ready_age_ms = oldest.map_or(0, |at| now.saturating_sub(at));
+        stats
+    }
+
     /// Names of the given queues that now have ready events.
     fn ready_queues(&self, touched: impl IntoIterator<Item = u32>) -> Vec<Arc<str>> {
         let mut names: Vec<Arc<str>> = Vec::new();
@@ -299,10 +308,7 @@ impl Broker {
         let now = self.shared.now();
         let mut core = self.shared.lock();
         (0..core.state.queues.len() as u32)
-            .map(|q| {
-                core.state.promote(q, now.wall);
-                core.state.queues[q as usize].stats.clone()
-            })
+            .map(|q| core.stats(q, now.wall))
             .collect()
     }
 
@@ -314,8 +320,7 @@ impl Broker {
             .state
             .queue_id(name)
             .ok_or_else(|| BrokerError::UnknownQueue(name.to_string()))?;
-        core.state.promote(q, now.wall);
-        Ok(core.state.queues[q as usize].stats.clone())
+        Ok(core.stats(q, now.wall))
     }
 
     /// Every event of a queue with its status, by id; empty for an unknown queue.
@@ -409,4 +414,78 @@ pub fn check_queue_name(name: &str) -> Result<(), BrokerError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::wal::FsyncPolicy;
+
+    fn broker(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
+        let options = BrokerOptions {
+            wal: WalOptions {
+                fsync: FsyncPolicy::Never,
+                ..WalOptions::new(dir)
+            },
+            limits: Limits::default(),
+            clock: clock.clone(),
+        };
+        Broker::open(options).expect("open broker").0
+    }
+
+    fn event(delay_ms: u64) -> NewEvent {
+        NewEvent {
+            payload: b"{}".to_vec(),
+            delay_ms,
+            ..NewEvent::default()
+        }
+    }
+
+    fn oldest_ready_ms(broker: &Broker) -> u64 {
+        broker.queue("q").expect("queue").oldest_ready_age_ms
+    }
+
+    #[test]
+    fn oldest_ready_age_follows_the_longest_waiting_visible_event() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let broker = broker(dir.path(), &clock);
+        let tick = |ms| clock.advance(Duration::from_millis(ms));
+
+        broker.enqueue_blocking("q", &[event(0)]).expect("enqueue");
+        tick(5_000);
+        broker.enqueue_blocking("q", &[event(0)]).expect("enqueue");
+        tick(2_000);
+        assert_eq!(oldest_ready_ms(&broker), 7_000, "the first event, 7 s old");
+
+        let first = broker.lease("q", 1, None).expect("lease");
+        assert_eq!(
+            oldest_ready_ms(&broker),
+            2_000,
+            "a leased event is not ready"
+        );
+
+        // Back to ready after a nack: it counts from when it became visible again.
+        let receipts = [first[0].receipt.to_string()];
+        broker
+            .nack("q", &receipts, Some(0), None)
+            .expect("nack")
+            .wait()
+            .expect("nacked");
+        tick(1_000);
+        assert_eq!(
+            oldest_ready_ms(&broker),
+            3_000,
+            "the second event still leads"
+        );
+
+        broker.lease("q", 2, None).expect("lease");
+        broker
+            .enqueue_blocking("q", &[event(1_000)])
+            .expect("enqueue");
+        assert_eq!(oldest_ready_ms(&broker), 0, "a delayed event is not ready");
+        tick(1_500);
+        assert_eq!(oldest_ready_ms(&broker), 500, "visible for half a second");
+    }
 }

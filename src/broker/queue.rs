@@ -37,6 +37,10 @@ pub struct QueueStats {
     pub expired_total: u64,
     /// Dead events sent back to ready.
     pub redriven_total: u64,
+    /// How long the ready event that has waited longest has been visible
+    /// (ms, by the broker's clock); 0 when none is ready. Worked out when the
+    /// counts are read, so the copy a queue keeps always holds 0.
+    pub oldest_ready_age_ms: u64,
 }
 
 /// The status of an event, as its queue counts it.

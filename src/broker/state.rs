@@ -474,6 +474,27 @@ impl State {
         }
     }
 
+    /// The visible time (Unix ms) of queue `q`'s ready event that has waited
+    /// longest: the head of the ready order, once the stale entries above it
+    /// are dropped, as leasing would drop them.
+    ///
+    /// That is the event's enqueue time unless it was delayed, retried or
+    /// redriven, and then the time it became visible again. The index keeps
+    /// no enqueue time (it would grow every event by 8 bytes) and the ready
+    /// order is by visible time, so the event enqueued first may sit deeper
+    /// in the heap; time spent visible and unleased is also what shows
+    /// consumers falling behind, which is what the figure is for.
+    pub fn oldest_ready(&mut self, q: u32) -> Option<u64> {
+        loop {
+            let &Reverse((time, id)) = self.queues[q as usize].ready.peek()?;
+            let current = self.events.get(&id);
+            if current.is_some_and(|e| e.status == Status::Ready && e.time == time) {
+                return Some(time);
+            }
+            self.queues[q as usize].ready.pop();
+        }
+    }
+
     /// Every event of queue `q`, by id.
     pub fn contents(&self, q: u32) -> Vec<EventView> {
         let mut out: Vec<EventView> = self
