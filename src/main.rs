@@ -10,14 +10,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use event_broker::api::{self, ratelimit, AppParts, AppState};
 use event_broker::bench::{self, BenchArgs};
-use event_broker::broker::{Broker, BrokerOptions};
-use event_broker::clock::SystemClock;
+use event_broker::broker::{inspect, Broker, BrokerOptions};
+use event_broker::clock::{Clock, SystemClock};
 use event_broker::config::{Config, LogFormat, RawConfig};
 use event_broker::log_format::JsonLines;
 use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
-use event_broker::wal::{verify_checkpoint, WalOptions};
+use event_broker::wal::WalOptions;
 use event_broker::worker::WorkerPool;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -42,10 +42,12 @@ enum Command {
     Serve,
     /// Exit 0 when the broker on PORT answers ready, 1 otherwise (for container health checks).
     Healthcheck,
-    /// Check a checkpoint directory against its manifest, frame by frame.
+    /// Check every frame of a log, read-only, and count its events per queue;
+    /// exit 1 on damage. Safe on a data directory a broker is using.
     Verify {
-        /// The checkpoint directory (holding manifest.json).
-        dir: std::path::PathBuf,
+        /// A data directory (holding wal/; DATA_DIR when left out), a
+        /// checkpoint (holding manifest.json), or an unpacked backup archive.
+        dir: Option<std::path::PathBuf>,
     },
     /// Drive a running broker over HTTP with a workload and report throughput and latency.
     Bench(BenchArgs),
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
     let _flush_logs_on_exit = init_tracing(&config);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config),
-        Command::Verify { dir } => verify(&dir),
+        Command::Verify { dir } => verify(dir.as_deref().unwrap_or(&config.data_dir)),
         Command::Healthcheck => healthcheck(&config),
         Command::Bench(args) => return run_bench(args),
     };
@@ -275,14 +277,16 @@ fn run_bench(args: BenchArgs) -> ExitCode {
 }
 
 fn verify(dir: &std::path::Path) -> anyhow::Result<()> {
-    let verified =
-        verify_checkpoint(dir).with_context(|| format!("verifying {}", dir.display()))?;
-    println!(
-        "{}: ok, {} segment(s), {} record(s), {} bytes",
-        dir.display(),
-        verified.segments,
-        verified.records,
-        verified.bytes
-    );
-    Ok(())
+    let found = inspect(dir, SystemClock.unix_ms())
+        .with_context(|| format!("verifying {}", dir.display()))?;
+    print!("{found}");
+    match found.first_damage() {
+        None => Ok(()),
+        Some((path, offset, defect)) => anyhow::bail!(
+            "{} is damaged: {defect} at byte offset {offset} of {} ({} damaged range(s) in all)",
+            dir.display(),
+            path.display(),
+            found.damage_count()
+        ),
+    }
 }

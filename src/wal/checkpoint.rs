@@ -7,7 +7,8 @@
 //! DATA_DIR/checkpoints/<name>/manifest.json   {"format_version", "segments": [{"file", "first_seq", "bytes", "crc32"}]}
 //! ```
 //!
-//! Restoring is copying the `.seg` files into an empty `DATA_DIR/wal/`.
+//! Restoring is copying the `.seg` files into an empty `DATA_DIR/wal/`; the
+//! log ignores a `manifest.json` beside them.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -16,11 +17,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::WalError;
-use super::format::{self, HEADER_LEN};
-use super::segment::{self, Frames};
-use super::Wal;
+use super::format;
+use super::segment;
+use super::verify::{lost, whole, LogCheck, LogKind};
+use super::{Position, Wal};
 
-const MANIFEST: &str = "manifest.json";
+/// The manifest's file name in a checkpoint directory.
+pub(crate) const MANIFEST: &str = "manifest.json";
 
 /// What a checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,61 +115,84 @@ impl Wal {
 /// Checks a checkpoint (or any directory with a manifest): every file is
 /// there with its size and checksum, and every frame in it is valid.
 pub fn verify_checkpoint(dir: &Path) -> Result<CheckpointVerified, WalError> {
+    let check = check_checkpoint(dir, &mut |_, _| {})?;
+    if let Some(first) = check.damage.first() {
+        return Err(WalError::CheckpointMismatch {
+            path: first.path.clone(),
+            reason: format!("{} at byte offset {}", first.defect, first.offset),
+        });
+    }
+    Ok(CheckpointVerified {
+        segments: check.segments.len(),
+        records: check.records(),
+        bytes: check.bytes(),
+    })
+}
+
+/// Checks a checkpoint against its manifest, frame by frame, reporting
+/// every difference as damage. A checkpoint is complete by construction,
+/// so even the end of its newest segment must be whole.
+pub(crate) fn check_checkpoint(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Position, &[u8]),
+) -> Result<LogCheck, WalError> {
     let manifest_path = dir.join(MANIFEST);
     let raw = fs::read(&manifest_path).map_err(|e| WalError::io("read", &manifest_path, e))?;
-    let mismatch = |path: &Path, reason: String| WalError::CheckpointMismatch {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| mismatch(&manifest_path, format!("unreadable manifest: {e}")))?;
-    let mut verified = CheckpointVerified {
-        segments: 0,
-        records: 0,
-        bytes: 0,
-    };
+    let manifest: Manifest =
+        serde_json::from_slice(&raw).map_err(|e| WalError::CheckpointMismatch {
+            path: manifest_path.clone(),
+            reason: format!("unreadable manifest: {e}"),
+        })?;
+    let mut check = LogCheck::new(LogKind::Checkpoint);
     for e in &manifest.segments {
         let path = dir.join(&e.file);
         if segment::parse_file_name(&e.file) != Some(e.first_seq) {
-            return Err(mismatch(
-                &path,
-                "file name does not match its first sequence number".into(),
-            ));
+            let defect = "file name does not match its first sequence number in the manifest";
+            check.damage.push(whole(&path, 0, defect.into()));
+            continue;
         }
-        let actual = fs::metadata(&path)
-            .map_err(|err| WalError::io("stat", &path, err))?
-            .len();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let defect = format!("missing: the manifest lists it with {} bytes", e.bytes);
+                check.damage.push(whole(&path, 0, defect));
+                continue;
+            }
+            Err(err) => return Err(WalError::io("read", &path, err)),
+        };
+        let found = check.damage.len();
+        check.judge(&path, e.first_seq, &bytes, false, visit);
+        if check.damage.len() > found {
+            // The frames say where the damage is, which the checksum cannot.
+            continue;
+        }
+        let actual = bytes.len() as u64;
         if actual != e.bytes {
-            return Err(mismatch(
+            let defect = format!("{actual} bytes, manifest says {}", e.bytes);
+            check.damage.push(lost(
                 &path,
-                format!("{actual} bytes, manifest says {}", e.bytes),
+                actual.min(e.bytes) as usize,
+                actual.max(e.bytes) as usize,
+                defect,
             ));
+        } else if format!("{:08x}", crc32fast::hash(&bytes)) != e.crc32 {
+            let crc = crc32fast::hash(&bytes);
+            let defect = format!("crc32 {crc:08x}, manifest says {}", e.crc32);
+            check.damage.push(whole(&path, bytes.len(), defect));
         }
-        let map = segment::map(&path, actual)?;
-        let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
-        let crc = format!("{:08x}", crc32fast::hash(bytes));
-        if crc != e.crc32 {
-            return Err(mismatch(
-                &path,
-                format!("crc32 {crc}, manifest says {}", e.crc32),
-            ));
-        }
-        format::decode_header(bytes).map_err(|defect| WalError::BadHeader {
-            path: path.clone(),
-            defect,
-        })?;
-        for frame in Frames::new(bytes, HEADER_LEN, false) {
-            let _ = frame.map_err(|bad| WalError::Corrupt {
-                path: path.clone(),
-                offset: bad.offset as u64,
-                defect: bad.defect,
-            })?;
-            verified.records += 1;
-        }
-        verified.segments += 1;
-        verified.bytes += actual;
     }
-    Ok(verified)
+    for (_, path) in segment::list(dir)? {
+        let listed = path.file_name().and_then(|n| n.to_str());
+        if !manifest
+            .segments
+            .iter()
+            .any(|e| Some(e.file.as_str()) == listed)
+        {
+            let defect = "a segment the manifest does not list".to_string();
+            check.damage.push(whole(&path, 0, defect));
+        }
+    }
+    Ok(check)
 }
 
 fn check_name(name: &str) -> Result<(), WalError> {

@@ -109,6 +109,12 @@ pub enum WalError {
         /// What differs.
         reason: String,
     },
+    /// A directory to check holds neither a checkpoint nor a log.
+    #[error("{} is neither a checkpoint (no manifest.json) nor a data directory (no wal/ folder)", dir.display())]
+    NotALog {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The log was closed.
     #[error("the log is closed")]
     Closed,

@@ -41,6 +41,11 @@
 //! the file and byte offset, unless [`RecoveryMode::SkipCorrupt`] was chosen,
 //! which skips to the next valid frame and reports the bytes lost.
 //!
+//! # Verification
+//!
+//! [`check_log`] judges a data directory or a checkpoint by the same rules
+//! without opening it: read-only, no lock, safe beside a running log.
+//!
 //! # Deletion
 //!
 //! Only whole sealed segments from the old end are deleted
@@ -54,7 +59,9 @@ pub mod format;
 pub mod fs;
 mod reader;
 mod recovery;
+mod scan;
 mod segment;
+mod verify;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -74,6 +81,7 @@ pub use checkpoint::{verify_checkpoint, CheckpointInfo, CheckpointVerified};
 pub use error::WalError;
 pub use reader::{ReadBuf, Replay, ReplaySegment};
 pub use recovery::{LostRange, RecoveryMode, RecoveryReport};
+pub use verify::{check_log, CheckedSegment, LogCheck, LogKind};
 pub use writer::AppendDone;
 
 use format::{encode_frame, frame_len, MAX_BODY_LEN};

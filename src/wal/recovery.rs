@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::error::WalError;
-use super::format::{
-    decode_header, encode_header, find_next_frame, FrameDefect, HeaderError, HEADER_LEN,
-};
+use super::format::{encode_header, FrameDefect, HEADER_LEN};
 use super::fs::FileSystem;
-use super::segment::{self, Frames};
+use super::scan::{self, HeaderFault};
+use super::segment;
 
 /// How recovery treats a damaged frame that is not a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,80 +110,55 @@ fn recover_segment(
         .len();
     let map = segment::map(&path, file_len)?;
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
-    match decode_header(bytes) {
-        Ok(header) if header.first_seq == first_seq => {}
-        Ok(header) => {
-            return Err(WalError::SegmentNameMismatch {
-                path,
-                header_seq: header.first_seq,
-            })
+    let strict = mode == RecoveryMode::Strict;
+    let found = match scan::scan(bytes, first_seq, newest, strict, &mut |_, _| {}) {
+        Ok(found) => found,
+        Err(HeaderFault::Mismatch { header_seq }) => {
+            return Err(WalError::SegmentNameMismatch { path, header_seq })
         }
-        Err(HeaderError::Short | HeaderError::Zeroed)
-            if newest && find_next_frame(bytes, HEADER_LEN.min(bytes.len())).is_none() =>
-        {
-            // The segment was being created when the process died: its header
-            // never reached the disk, so no record did either.
-            drop(map);
-            rewrite_header(fs, &path, first_seq)?;
-            if file_len > 0 {
-                report.torn_tail = Some(LostRange {
-                    path: path.clone(),
-                    offset: 0,
-                    bytes: file_len,
-                    defect: "incomplete segment header".into(),
-                });
-            }
-            return Ok(RecoveredSegment {
-                first_seq,
-                path,
-                len: HEADER_LEN as u64,
-                records: 0,
+        Err(HeaderFault::Bad(defect)) => return Err(WalError::BadHeader { path, defect }),
+    };
+    if found.unwritten_header {
+        // The segment was being created when the process died: its header
+        // never reached the disk, so no record did either.
+        drop(map);
+        rewrite_header(fs, &path, first_seq)?;
+        if file_len > 0 {
+            report.torn_tail = Some(LostRange {
+                path: path.clone(),
+                offset: 0,
+                bytes: file_len,
+                defect: "incomplete segment header".into(),
             });
         }
-        Err(defect) => return Err(WalError::BadHeader { path, defect }),
+        return Ok(RecoveredSegment {
+            first_seq,
+            path,
+            len: HEADER_LEN as u64,
+            records: 0,
+        });
     }
-
-    let mut records = 0u64;
-    let mut valid_end = HEADER_LEN;
-    let mut frames = Frames::new(bytes, HEADER_LEN, false);
-    while let Some(item) = frames.next() {
-        match item {
-            Ok((offset, body)) => {
-                records += 1;
-                valid_end = offset + super::format::frame_len(body.len());
-                report.bytes += super::format::frame_len(body.len()) as u64;
-            }
-            Err(bad) if bad.resume.is_none() && newest => {
-                // Zeros the writer wrote ahead of its data are unused space, not a tear.
-                if bytes[bad.offset..].iter().any(|&b| b != 0) {
-                    report.torn_tail = Some(lost(&path, bad.offset, bytes.len(), bad.defect));
-                }
-                break;
-            }
-            Err(bad) if mode == RecoveryMode::Strict => {
-                return Err(WalError::Corrupt {
-                    path,
-                    offset: bad.offset as u64,
-                    defect: bad.defect,
-                })
-            }
-            Err(bad) => {
-                let until = bad.resume.unwrap_or(bytes.len());
-                tracing::error!(path = %path.display(), offset = bad.offset, bytes = until - bad.offset,
-                    defect = %bad.defect, "skipping corrupt log data: the records it held are lost");
-                report
-                    .skipped
-                    .push(lost(&path, bad.offset, until, bad.defect));
-                match bad.resume {
-                    Some(next) => frames.resume_at(next),
-                    None => valid_end = bytes.len(),
-                }
-            }
-        }
+    if let (true, Some(bad)) = (strict, found.corrupt.first()) {
+        return Err(WalError::Corrupt {
+            path,
+            offset: bad.offset as u64,
+            defect: bad.defect,
+        });
     }
-    if newest && (valid_end as u64) < file_len {
+    for bad in &found.corrupt {
+        tracing::error!(path = %path.display(), offset = bad.offset, bytes = bad.until - bad.offset,
+            defect = %bad.defect, "skipping corrupt log data: the records it held are lost");
+        report
+            .skipped
+            .push(lost(&path, bad.offset, bad.until, bad.defect));
+    }
+    if let Some(torn) = found.torn {
+        report.torn_tail = Some(lost(&path, torn.offset, torn.until, torn.defect));
+    }
+    report.bytes += found.frame_bytes;
+    if newest && (found.valid_end as u64) < file_len {
         drop(map);
-        truncate(fs, &path, valid_end as u64)?;
+        truncate(fs, &path, found.valid_end as u64)?;
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(path = %path.display(), offset = torn.offset, bytes = torn.bytes,
                 "cut a torn write off the end of the log (never acknowledged under WAL_FSYNC=always)");
@@ -193,8 +167,12 @@ fn recover_segment(
     Ok(RecoveredSegment {
         first_seq,
         path,
-        len: if newest { valid_end as u64 } else { file_len },
-        records,
+        len: if newest {
+            found.valid_end as u64
+        } else {
+            file_len
+        },
+        records: found.records,
     })
 }
 
