@@ -102,6 +102,10 @@ pub struct RawConfig {
     /// MAX_BATCH: events per enqueue or lease, receipts per ack; default 1000, 1..=10000.
     #[arg(long, env = "MAX_BATCH", default_value = "1000")]
     pub max_batch: String,
+    /// MAX_REQUEST_BYTES: largest request body, larger ones get 413; default
+    /// 67108864 (64 MiB), 65536..=1073741824 and at least MAX_PAYLOAD_BYTES + 65536.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value = "67108864")]
+    pub max_request_bytes: String,
     /// IDEMPOTENCY_WINDOW_MS: how long idempotency keys last; default 300000, 0..=604800000.
     #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value = "300000")]
     pub idempotency_window_ms: String,
@@ -180,6 +184,8 @@ pub struct Config {
     pub max_payload_bytes: usize,
     /// `MAX_BATCH`, default 1000.
     pub max_batch: usize,
+    /// `MAX_REQUEST_BYTES`, default 64 MiB; room for one largest payload at least.
+    pub max_request_bytes: usize,
     /// `IDEMPOTENCY_WINDOW_MS`, default 300000.
     pub idempotency_window_ms: u64,
     /// `BROKER_TOKEN`, default none (no auth); an empty value is none.
@@ -202,6 +208,10 @@ pub struct Config {
 
 const DAY_MS: u64 = 86_400_000;
 
+/// Bytes of a request beyond its largest payload: the least
+/// `MAX_REQUEST_BYTES` may exceed `MAX_PAYLOAD_BYTES` by.
+const REQUEST_ROOM: usize = 64 << 10;
+
 impl RawConfig {
     /// Checks every value.
     pub fn validate(&self) -> Result<Config, ConfigError> {
@@ -212,6 +222,25 @@ impl RawConfig {
                 "MAX_BACKOFF_MS",
                 &self.max_backoff_ms,
                 format!("must be at least BASE_BACKOFF_MS ({base_backoff_ms})"),
+            ));
+        }
+        let max_payload_bytes =
+            in_range("MAX_PAYLOAD_BYTES", &self.max_payload_bytes, 1..=16 << 20)?;
+        let max_request_bytes = in_range(
+            "MAX_REQUEST_BYTES",
+            &self.max_request_bytes,
+            REQUEST_ROOM..=1 << 30,
+        )?;
+        // A request must fit the largest payload the broker takes, with the
+        // JSON around it (field names, headers, an idempotency key).
+        if max_request_bytes < max_payload_bytes + REQUEST_ROOM {
+            return Err(invalid(
+                "MAX_REQUEST_BYTES",
+                &self.max_request_bytes,
+                format!(
+                    "must be at least MAX_PAYLOAD_BYTES + {REQUEST_ROOM} ({})",
+                    max_payload_bytes + REQUEST_ROOM
+                ),
             ));
         }
         Ok(Config {
@@ -246,12 +275,9 @@ impl RawConfig {
             )?,
             wal_fsync: parsed("WAL_FSYNC", &self.wal_fsync)?,
             recover: parsed("RECOVER", &self.recover)?,
-            max_payload_bytes: in_range(
-                "MAX_PAYLOAD_BYTES",
-                &self.max_payload_bytes,
-                1..=16 << 20,
-            )?,
+            max_payload_bytes,
             max_batch: in_range("MAX_BATCH", &self.max_batch, 1..=10_000)?,
+            max_request_bytes,
             idempotency_window_ms: in_range(
                 "IDEMPOTENCY_WINDOW_MS",
                 &self.idempotency_window_ms,
@@ -299,6 +325,7 @@ impl Config {
             max_batch: self.max_batch,
             idempotency_window_ms: self.idempotency_window_ms,
             worker_count: self.worker_count,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 
@@ -341,6 +368,7 @@ impl Config {
             ("RECOVER", recover.to_string()),
             ("MAX_PAYLOAD_BYTES", self.max_payload_bytes.to_string()),
             ("MAX_BATCH", self.max_batch.to_string()),
+            ("MAX_REQUEST_BYTES", self.max_request_bytes.to_string()),
             (
                 "IDEMPOTENCY_WINDOW_MS",
                 self.idempotency_window_ms.to_string(),
@@ -597,6 +625,7 @@ mod tests {
         assert_eq!(c.recover, RecoveryMode::Strict);
         assert_eq!(c.max_payload_bytes, 1 << 20);
         assert_eq!(c.max_batch, 1_000);
+        assert_eq!(c.max_request_bytes, 64 << 20);
         assert_eq!(c.idempotency_window_ms, 300_000);
         assert_eq!(c.broker_token, None);
         assert!(c.allowed_origins.is_empty());
@@ -683,6 +712,31 @@ mod tests {
         assert_eq!(c.backoff_multiplier, 100.0);
         assert_eq!(c.max_payload_bytes, 16 << 20);
         assert_eq!(c.shutdown_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_request_limit_leaves_room_for_the_largest_payload() {
+        let err = rejected(&[("MAX_REQUEST_BYTES", "65535")]);
+        assert_eq!(err.name, "MAX_REQUEST_BYTES");
+        assert_eq!(
+            err.allowed,
+            "expected a whole number from 65536 to 1073741824"
+        );
+        let err = rejected(&[
+            ("MAX_PAYLOAD_BYTES", "1048576"),
+            ("MAX_REQUEST_BYTES", "1048576"),
+        ]);
+        assert_eq!(err.name, "MAX_REQUEST_BYTES");
+        assert_eq!(
+            err.allowed,
+            "must be at least MAX_PAYLOAD_BYTES + 65536 (1114112)"
+        );
+        let c = with(&[
+            ("MAX_PAYLOAD_BYTES", "1000"),
+            ("MAX_REQUEST_BYTES", "66536"),
+        ])
+        .unwrap();
+        assert_eq!(c.limits().max_request_bytes, 66_536);
     }
 
     #[test]
@@ -833,6 +887,7 @@ mod tests {
             expected.idempotency_window_ms
         );
         assert_eq!(defaults.worker_count, expected.worker_count);
+        assert_eq!(defaults.max_request_bytes, expected.max_request_bytes);
 
         let limits = with(&[
             ("QUEUE_MAX_SIZE", "42"),

@@ -3,139 +3,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use common::broker::{app_state, limits, START_MS};
-use event_broker::api::{router, AppState};
-use event_broker::broker::{Broker, BrokerOptions, Limits};
-use event_broker::clock::ManualClock;
+use axum::http::{header, Method, Request, StatusCode};
+use common::api::{assert_error, Api};
+use common::broker::limits;
+use event_broker::api::router;
 use event_broker::wal::fs::FaultyFs;
-use event_broker::wal::{FsyncPolicy, WalOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-
-struct Api {
-    _dir: tempfile::TempDir,
-    clock: Arc<ManualClock>,
-    state: AppState,
-}
-
-impl Api {
-    fn new() -> Self {
-        let mut limits = limits();
-        limits.queue_max_size = 5;
-        limits.max_payload_bytes = 64;
-        limits.max_retries = 0;
-        Self::with(limits)
-    }
-
-    fn with(limits: Limits) -> Self {
-        Self::on(limits, FaultyFs::new())
-    }
-
-    /// On a filesystem whose faults the test sets.
-    fn on(limits: Limits, fs: FaultyFs) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(START_MS));
-        let options = BrokerOptions {
-            wal: WalOptions {
-                fsync: FsyncPolicy::Always,
-                fs: Arc::new(fs),
-                ..WalOptions::new(dir.path())
-            },
-            limits,
-            clock: clock.clone(),
-        };
-        let broker = Arc::new(Broker::open(options).unwrap().0);
-        let state = app_state(broker);
-        Api {
-            _dir: dir,
-            clock,
-            state,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<&str>,
-    ) -> (StatusCode, Value, HeaderMap) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Body::from(body.unwrap_or("").to_string()))
-            .unwrap();
-        self.send(req).await
-    }
-
-    /// Sends `req` over loopback to a server with the state as it is now
-    /// (tests change auth, CORS and limits between calls).
-    async fn send(&self, req: Request<Body>) -> (StatusCode, Value, HeaderMap) {
-        let (status, bytes, headers) = self.exchange(req).await;
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value, headers)
-    }
-
-    async fn exchange(&self, req: Request<Body>) -> (StatusCode, Vec<u8>, HeaderMap) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-        let resp = reqwest::Client::new()
-            .request(parts.method, format!("http://{addr}{}", parts.uri))
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.unwrap().to_vec();
-        server.abort();
-        (status, bytes, headers)
-    }
-
-    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
-        let (s, v, _) = self.call(Method::POST, uri, Some(body)).await;
-        (s, v)
-    }
-
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        let (s, v, _) = self.call(Method::GET, uri, None).await;
-        (s, v)
-    }
-
-    /// Raw body text of a lease answer, to check payload bytes exactly.
-    async fn lease_text(&self, queue: &str, body: &str) -> String {
-        let req = Request::post(format!("/api/queues/{queue}/lease"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        String::from_utf8(self.exchange(req).await.1).unwrap()
-    }
-}
-
-/// Checks the error body shape and code, and that the message mentions `mentions`.
-fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str, mentions: &str) {
-    assert_eq!(status, want, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .expect("message is a string");
-    assert!(
-        message.contains(mentions),
-        "message {message:?} does not mention {mentions:?}"
-    );
-}
 
 #[tokio::test]
 async fn one_event_is_stored_and_delivered_byte_for_byte() {
@@ -537,7 +415,7 @@ async fn a_checkpoint_is_made_named_and_refused_when_the_name_is_taken() {
     let (s, v) = api
         .post("/api/admin/checkpoint", r#"{"name": "nightly"}"#)
         .await;
-    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_request", "name");
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict", "nightly");
     let (s, v) = api
         .post("/api/admin/checkpoint", r#"{"name": "../up"}"#)
         .await;

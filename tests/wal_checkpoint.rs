@@ -85,7 +85,7 @@ fn checkpoint_names_are_checked_and_never_reused() {
     wal.checkpoint("once").unwrap();
     assert!(matches!(
         wal.checkpoint("once"),
-        Err(WalError::BadCheckpointName { .. })
+        Err(WalError::CheckpointExists { .. })
     ));
 }
 

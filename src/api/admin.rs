@@ -6,10 +6,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::body::JsonBytes;
+use super::body::{Described, JsonBytes};
+use super::explain::{Field, Rule};
 use super::openapi as doc;
 use super::{ApiError, AppState};
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Limits};
 use crate::event_json::timestamp;
 use crate::wal::WalError;
 
@@ -23,14 +24,23 @@ struct CheckpointIn {
     name: Option<String>,
 }
 
+impl Described for CheckpointIn {
+    const EMPTY_IS_DEFAULTS: bool = true;
+
+    fn rule(_: &Limits) -> Rule {
+        let name = Rule::Str("a name of 1 to 128 characters of A-Z, a-z, 0-9, '_', '.' and '-'");
+        Rule::object(vec![Field::nullable("name", name)])
+    }
+}
+
 /// A consistent, crash-safe copy of the log under `DATA_DIR/checkpoints/<name>/`.
 #[utoipa::path(post, path = "/api/admin/checkpoint", request_body = doc::CheckpointIn,
-    responses((status = 200, body = doc::CheckpointOut), (status = 400, description = "invalid_request", body = doc::ErrorBody)))]
+    responses((status = 200, body = doc::CheckpointOut), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 409, description = "conflict: a checkpoint of that name exists", body = doc::ErrorBody)))]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: CheckpointIn = body.decode(true)?;
+    let req: CheckpointIn = body.decode(state.broker.limits())?;
     // The default name is the time, with ':' (not allowed in names) as '-'.
     let name = req
         .name
@@ -49,6 +59,9 @@ pub(crate) async fn checkpoint(
         Err(WalError::BadCheckpointName { name, reason }) => Err(ApiError::InvalidRequest(
             format!("name: {name:?} cannot be used: {reason}"),
         )),
+        Err(WalError::CheckpointExists { name }) => Err(ApiError::Conflict(format!(
+            "name: a checkpoint named {name:?} exists; checkpoints are never replaced, choose another name"
+        ))),
         Err(e) => Err(BrokerError::from(e).into()),
     }
 }

@@ -1,30 +1,37 @@
-//! Request bodies: the bytes, checked for a JSON content type and decoded
-//! with borrowed fields, every failure mapped to the error table.
+//! Request bodies: the bytes, checked for a JSON content type and the
+//! request limit, and decoded with borrowed fields, every failure mapped to
+//! the error table in the API's own words ([`super::explain`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use serde::Deserialize;
 
-use super::error::{from_serde, ApiError};
+use super::explain::{self, Object, Path, Rule};
+use super::{ApiError, AppState};
+use crate::broker::Limits;
 
 /// The raw body of a request that declared JSON (or sent nothing).
 pub struct JsonBytes(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+impl FromRequest<AppState> for JsonBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!("the request body is too large: {rejection}"))
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "body: over the limit of {} bytes a request may have (MAX_REQUEST_BYTES)",
+                    state.broker.limits().max_request_bytes
+                ))
             } else {
-                ApiError::InvalidRequest(format!("the request body could not be read: {rejection}"))
+                // The client stopped sending or the connection broke.
+                ApiError::InvalidRequest("body: could not be read to its end".into())
             }
         })?;
         let is_json = content_type.as_deref().is_some_and(|ct| {
@@ -38,19 +45,38 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     }
 }
 
+/// A request body type and what it allows, for the messages of a refusal.
+pub(crate) trait Described {
+    /// An empty body reads as `{}`: for bodies whose fields are all
+    /// optional and whose defaults change nothing for good.
+    const EMPTY_IS_DEFAULTS: bool = false;
+
+    /// What the body may hold, under `limits`.
+    fn rule(limits: &Limits) -> Rule;
+}
+
 impl JsonBytes {
-    /// Decodes the body; an empty body reads as `{}` for routes whose fields are all optional.
-    pub fn decode<'a, T: Deserialize<'a>>(&'a self, empty_ok: bool) -> Result<T, ApiError> {
-        let text: &[u8] = if self.0.iter().all(u8::is_ascii_whitespace) {
-            if !empty_ok {
-                return Err(ApiError::InvalidJson(
-                    "the body is empty; expected JSON".into(),
-                ));
+    /// True when the body is empty or only whitespace.
+    pub fn is_blank(&self) -> bool {
+        self.0.iter().all(u8::is_ascii_whitespace)
+    }
+
+    /// Decodes the body as a JSON object of type `T`.
+    pub fn decode<'a, T: Deserialize<'a> + Described>(
+        &'a self,
+        limits: &Limits,
+    ) -> Result<T, ApiError> {
+        let text: &[u8] = if self.is_blank() {
+            if !T::EMPTY_IS_DEFAULTS {
+                return Err(ApiError::InvalidRequest(format!(
+                    "body: required; expected {}",
+                    T::rule(limits)
+                )));
             }
             b"{}"
         } else {
             &self.0
         };
-        serde_json::from_slice(text).map_err(|e| from_serde(&e))
+        explain::decode::<Object<T>>(text, || (Path::body(), T::rule(limits))).map(|o| o.0)
     }
 }

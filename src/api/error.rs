@@ -31,6 +31,13 @@ pub enum ApiError {
     /// An unknown route, queue or id.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, but not with this method; the `Allow` header,
+    /// which the router sets, lists those it has.
+    #[error("{0} is not a method of this route; the Allow header lists those it has")]
+    MethodNotAllowed(axum::http::Method),
+    /// What the request would make exists already (a checkpoint's name).
+    #[error("{0}")]
+    Conflict(String),
     /// Every receipt of an ack, nack or extend failed; the results say how.
     #[error("no receipt of the request names a current lease")]
     LeaseLost(serde_json::Value),
@@ -66,6 +73,8 @@ impl ApiError {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::LeaseLost(_) => (StatusCode::CONFLICT, "lease_lost"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -84,7 +93,9 @@ impl ApiError {
 fn broker_status(e: &BrokerError) -> (StatusCode, &'static str) {
     match e {
         BrokerError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-        BrokerError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        BrokerError::PayloadTooLarge { .. } | BrokerError::BatchOverQueueSize { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        }
         BrokerError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
         BrokerError::UnknownQueue(_) => (StatusCode::NOT_FOUND, "not_found"),
         e if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
@@ -121,17 +132,5 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
-    }
-}
-
-/// Maps a JSON decoding error to `invalid_json` (not JSON at all) or
-/// `invalid_request` (JSON of the wrong shape; serde names the field).
-pub fn from_serde(e: &serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::InvalidJson(format!("the body is not valid JSON: {e}"))
-        }
-        Category::Data => ApiError::InvalidRequest(e.to_string()),
     }
 }

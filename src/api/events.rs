@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -12,9 +12,12 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::body::JsonBytes;
+use super::explain::{self, Field, Object, Path, Rule};
 use super::openapi as doc;
-use super::{error::from_serde, ApiError, AppState};
-use crate::broker::{BrokerError, NewEvent};
+use super::path::Queue;
+use super::{ApiError, AppState};
+use crate::broker::rules::{DELAY_MS, IDEMPOTENCY_KEY};
+use crate::broker::{BrokerError, Limits, NewEvent};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/queues/{queue}/events", post(enqueue))
@@ -33,6 +36,24 @@ struct EventIn<'a> {
     headers: Option<&'a RawValue>,
 }
 
+/// What an event object may hold.
+fn event_rule() -> Rule {
+    Rule::object(vec![
+        Field::required("payload", Rule::Any),
+        Field::optional("delay_ms", Rule::Whole(DELAY_MS)),
+        Field::nullable("idempotency_key", Rule::Text(IDEMPOTENCY_KEY)),
+        Field::nullable("headers", Rule::StringMap),
+    ])
+}
+
+/// What the body of an enqueue may be, for a refusal that is neither.
+fn body_rule(limits: &Limits) -> String {
+    format!(
+        "an event object or an array of 1 to {} of them",
+        limits.max_batch
+    )
+}
+
 /// Enqueue one event or a batch (all or nothing).
 #[utoipa::path(post, path = "/api/queues/{queue}/events", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")),
     request_body(content = doc::EventIn, description = "One event object, or an array of 1..=MAX_BATCH of them"),
@@ -42,22 +63,30 @@ struct EventIn<'a> {
         (status = 507, description = "storage_full", body = doc::ErrorBody)))]
 pub(crate) async fn enqueue(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
-    let first = body.0.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let limits = state.broker.limits();
+    let text = &body.0[..];
+    let first = text.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let (events, single) = match first {
-        Some(b'[') => (body.decode::<Vec<EventIn<'_>>>(false)?, false),
-        Some(b'{') => (vec![body.decode::<EventIn<'_>>(false)?], true),
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "the body must be an event object or an array of them".into(),
-            ))
+        Some(b'[') => {
+            let batch: Vec<Object<EventIn<'_>>> = explain::decode(text, || {
+                let rule = Rule::List(limits.events().to_string(), Box::new(event_rule()));
+                (Path::named("events"), rule)
+            })?;
+            (batch.into_iter().map(|o| o.0).collect(), false)
         }
+        Some(b'{') => {
+            let Object(event) = explain::decode(text, || (Path::body(), event_rule()))?;
+            (vec![event], true)
+        }
+        Some(_) => return Err(explain::not_one_of(text, &body_rule(limits))),
         None => {
-            return Err(ApiError::InvalidJson(
-                "the body is empty; expected JSON".into(),
-            ))
+            return Err(ApiError::InvalidRequest(format!(
+                "body: required; expected {}",
+                body_rule(limits)
+            )))
         }
     };
     let new = events
@@ -90,14 +119,11 @@ fn to_new_event(e: EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiE
         None => Vec::new(),
         Some(raw) if raw.get() == "null" => Vec::new(),
         Some(raw) => {
-            serde_json::from_str::<BTreeMap<String, String>>(raw.get()).map_err(|err| {
-                let err = from_serde(&err);
-                ApiError::InvalidRequest(format!(
-                    "{}: must be an object whose values are strings ({err})",
-                    field("headers")
-                ))
+            let text = raw.get().as_bytes();
+            explain::decode::<BTreeMap<String, String>>(text, || {
+                (Path::named(field("headers")), Rule::StringMap)
             })?;
-            raw.get().as_bytes().to_vec()
+            text.to_vec()
         }
     };
     Ok(NewEvent {

@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::body::JsonBytes;
+use super::body::{Described, JsonBytes};
+use super::explain::{Field, Rule};
 use super::openapi as doc;
+use super::path::Queue;
 use super::{ApiError, AppState, MAX_WAIT};
-use crate::broker::{ReceiptResult, ReceiptStatus};
+use crate::broker::rules::{Whole, DELAY_MS, NACK_ERROR, VISIBILITY_TIMEOUT_MS};
+use crate::broker::{Limits, ReceiptResult, ReceiptStatus};
 use crate::event_json::EventJson;
 
 pub fn router() -> Router<AppState> {
@@ -36,6 +39,21 @@ fn one() -> usize {
     1
 }
 
+/// `wait_ms` of a lease: the longest long poll.
+const WAIT_MS: Whole = Whole::millis(0, MAX_WAIT.as_millis() as u64);
+
+impl Described for LeaseIn {
+    const EMPTY_IS_DEFAULTS: bool = true;
+
+    fn rule(limits: &Limits) -> Rule {
+        Rule::object(vec![
+            Field::optional("max", Rule::Whole(limits.lease_max())),
+            Field::nullable("visibility_timeout_ms", Rule::Whole(VISIBILITY_TIMEOUT_MS)),
+            Field::optional("wait_ms", Rule::Whole(WAIT_MS)),
+        ])
+    }
+}
+
 /// Serialised directly, not through `serde_json::Value`, which would
 /// reformat the payloads' JSON text.
 #[derive(Serialize)]
@@ -48,18 +66,12 @@ struct LeaseOut<'a> {
     responses((status = 200, body = doc::Leased), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody)))]
 pub(crate) async fn lease(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
-    let req: LeaseIn = body.decode(true)?;
+    let req: LeaseIn = body.decode(state.broker.limits())?;
+    WAIT_MS.check("wait_ms", req.wait_ms)?;
     let wait = Duration::from_millis(req.wait_ms);
-    if wait > MAX_WAIT {
-        return Err(ApiError::InvalidRequest(format!(
-            "wait_ms: 0 to {}, not {}",
-            MAX_WAIT.as_millis(),
-            req.wait_ms
-        )));
-    }
     let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
     let broker = &state.broker;
     let got = if wait.is_zero() {
@@ -100,16 +112,47 @@ struct ExtendIn {
     visibility_timeout_ms: Option<u64>,
 }
 
+fn receipts(limits: &Limits) -> Field {
+    let receipt = Rule::Str("a receipt string, as a lease answered it");
+    let what = limits.receipts().to_string();
+    Field::required("receipts", Rule::List(what, Box::new(receipt)))
+}
+
+impl Described for ReceiptsIn {
+    fn rule(limits: &Limits) -> Rule {
+        Rule::object(vec![receipts(limits)])
+    }
+}
+
+impl Described for NackIn {
+    fn rule(limits: &Limits) -> Rule {
+        Rule::object(vec![
+            receipts(limits),
+            Field::nullable("delay_ms", Rule::Whole(DELAY_MS)),
+            Field::nullable("error", Rule::Text(NACK_ERROR)),
+        ])
+    }
+}
+
+impl Described for ExtendIn {
+    fn rule(limits: &Limits) -> Rule {
+        Rule::object(vec![
+            receipts(limits),
+            Field::nullable("visibility_timeout_ms", Rule::Whole(VISIBILITY_TIMEOUT_MS)),
+        ])
+    }
+}
+
 /// Ack by receipt: the events are gone.
 #[utoipa::path(post, path = "/api/queues/{queue}/ack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ReceiptsIn,
     responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
         (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
-    let req: ReceiptsIn = body.decode(false)?;
+    let req: ReceiptsIn = body.decode(state.broker.limits())?;
     let results = state.broker.ack(&queue, &req.receipts)?.result().await?;
     answer(results)
 }
@@ -120,10 +163,10 @@ pub(crate) async fn ack(
         (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
 pub(crate) async fn nack(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
-    let req: NackIn = body.decode(false)?;
+    let req: NackIn = body.decode(state.broker.limits())?;
     let pending = state
         .broker
         .nack(&queue, &req.receipts, req.delay_ms, req.error.as_deref())?;
@@ -135,10 +178,10 @@ pub(crate) async fn nack(
     responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody)))]
 pub(crate) async fn extend(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
-    let req: ExtendIn = body.decode(false)?;
+    let req: ExtendIn = body.decode(state.broker.limits())?;
     let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
     answer(state.broker.extend(&queue, &req.receipts, visibility)?)
 }

@@ -10,10 +10,12 @@ mod auth;
 mod body;
 pub mod error;
 mod events;
+mod explain;
 mod layers;
 mod leases;
 pub mod openapi;
 mod ops;
+mod path;
 mod queues;
 pub mod ratelimit;
 mod subscriptions;
@@ -91,13 +93,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The router of every route, without the outer layers (auth, limits,
 /// logging) that `serve` adds; tests call it without a socket.
 pub fn router(state: AppState) -> Router {
-    let limits = state.broker.limits();
-    // A batch of the largest payloads, plus room for the JSON around them.
-    let body_limit = limits
-        .max_payload_bytes
-        .saturating_mul(limits.max_batch)
-        .clamp(1 << 20, 64 << 20)
-        + (64 << 10);
+    let body_limit = state.broker.limits().max_request_bytes;
     Router::new()
         .merge(events::router())
         .merge(leases::router())
@@ -107,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed(method)
+        })
         // One stack, outermost first, added with one `layer` call: each
         // `Router::layer` call boxes the routes again, and a request clones
         // every box on its way in (70 allocations per request with one call

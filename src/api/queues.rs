@@ -1,6 +1,7 @@
 //! Queues and their dead-letter queues.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::body::JsonBytes;
+use super::body::{Described, JsonBytes};
+use super::explain::{Field, Rule};
 use super::openapi as doc;
+use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::{check_queue_name, QueueStats};
+use crate::broker::rules::DLQ_LIMIT;
+use crate::broker::{check_queue_name, Limits, QueueStats};
 use crate::event_json::{raw, timestamp};
 
 pub fn router() -> Router<AppState> {
@@ -47,7 +51,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
 #[utoipa::path(get, path = "/api/queues/{queue}", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), responses((status = 200, body = doc::QueueOut), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn one(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
 ) -> Result<Json<Value>, ApiError> {
     check_queue_name(&queue)?;
     Ok(Json(stats_json(&state.broker.queue(&queue)?)))
@@ -70,11 +74,69 @@ struct DlqOut<'a> {
     next: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The query of a dead-letter listing: `limit` and `after`, both optional.
+#[derive(Default)]
 pub(crate) struct Page {
     limit: Option<usize>,
     after: Option<u64>,
+}
+
+impl Page {
+    /// Reads `limit` and `after` from a query string; any other parameter,
+    /// a repeated one or one that is not a whole number is refused by name.
+    fn parse(query: &str) -> Result<Page, ApiError> {
+        let mut page = Page::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let name = match key.as_ref() {
+                "limit" => "limit",
+                "after" => "after",
+                other => {
+                    let other: String = other.chars().take(32).collect();
+                    return Err(ApiError::InvalidRequest(format!(
+                        "{other}: unknown query parameter; the parameters here are limit, after"
+                    )));
+                }
+            };
+            if seen.contains(&name) {
+                return Err(ApiError::InvalidRequest(format!("{name}: given twice")));
+            }
+            seen.push(name);
+            let number = value.parse::<u64>().ok();
+            if name == "limit" {
+                let limit = number.and_then(|n| usize::try_from(n).ok());
+                page.limit = Some(limit.ok_or_else(|| not_whole(name, &DLQ_LIMIT, &value))?);
+            } else {
+                page.after = Some(
+                    number
+                        .ok_or_else(|| not_whole(name, &"an event id (a whole number)", &value))?,
+                );
+            }
+        }
+        Ok(page)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Page::parse(parts.uri.query().unwrap_or(""))
+    }
+}
+
+fn not_whole(name: &str, allowed: &dyn std::fmt::Display, value: &str) -> ApiError {
+    ApiError::InvalidRequest(format!("{name}: expected {allowed}, got {}", shown(value)))
+}
+
+/// A query value as a message quotes it: short, whatever was sent.
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        return "an empty value".into();
+    }
+    let head: String = value.chars().take(32).collect();
+    let cut = if head.len() < value.len() { "..." } else { "" };
+    format!("{head:?}{cut}")
 }
 
 /// A page of the queue's dead-letter queue.
@@ -83,10 +145,9 @@ pub(crate) struct Page {
     responses((status = 200, body = doc::DlqPage), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn dlq(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    Queue(queue): Queue,
+    page: Page,
 ) -> Result<Response, ApiError> {
-    let Query(page) = page.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let found = state
         .broker
         .dlq(&queue, page.after, page.limit.unwrap_or(100))?;
@@ -112,10 +173,62 @@ pub(crate) async fn dlq(
     .into_response())
 }
 
+/// Which dead events a redrive or purge takes: `{"ids": [...]}` for
+/// those, `{}` or `{"all": true}` for every one. A missing body is refused
+/// rather than read as `{}`, so that acting on the whole DLQ is never an
+/// accident; so is `{"all": false}` without ids, which would ask for nothing.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IdsIn {
+    #[serde(default, deserialize_with = "not_null")]
     ids: Option<Vec<u64>>,
+    #[serde(default, deserialize_with = "not_null")]
+    all: Option<bool>,
+}
+
+/// A field that may be left out but not be `null`: `{"ids": null}` is not
+/// taken to mean every dead event.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// What [`IdsIn`] may be, as messages say it.
+const IDS_ABOUT: &str =
+    "{\"ids\": [...]} for some dead events, or {} or {\"all\": true} for every one";
+
+impl Described for IdsIn {
+    fn rule(_: &Limits) -> Rule {
+        Rule::Object {
+            fields: vec![
+                Field::optional(
+                    "ids",
+                    Rule::List("an array of event ids".into(), Box::new(Rule::Id)),
+                ),
+                Field::optional("all", Rule::Bool),
+            ],
+            about: Some(IDS_ABOUT),
+        }
+    }
+}
+
+impl IdsIn {
+    /// The ids asked for, or `None` for every dead event.
+    fn chosen(&self) -> Result<Option<&[u64]>, ApiError> {
+        match (&self.ids, self.all) {
+            (Some(ids), None | Some(false)) => Ok(Some(ids)),
+            (None, None | Some(true)) => Ok(None),
+            (None, Some(false)) => Err(ApiError::InvalidRequest(format!(
+                "all: false chooses no event; send {IDS_ABOUT}"
+            ))),
+            (Some(_), Some(true)) => Err(ApiError::InvalidRequest(format!(
+                "all: true cannot go with ids; send {IDS_ABOUT}"
+            ))),
+        }
+    }
 }
 
 /// Dead events back to ready, failures reset.
@@ -123,11 +236,11 @@ struct IdsIn {
     responses((status = 200, body = doc::Redriven), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: IdsIn = body.decode(true)?;
-    let pending = state.broker.redrive(&queue, req.ids.as_deref())?;
+    let req: IdsIn = body.decode(state.broker.limits())?;
+    let pending = state.broker.redrive(&queue, req.chosen()?)?;
     Ok(Json(json!({ "redriven": pending.result().await? })))
 }
 
@@ -136,10 +249,10 @@ pub(crate) async fn redrive(
     responses((status = 200, body = doc::Purged), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: IdsIn = body.decode(true)?;
-    let pending = state.broker.purge(&queue, req.ids.as_deref())?;
+    let req: IdsIn = body.decode(state.broker.limits())?;
+    let pending = state.broker.purge(&queue, req.chosen()?)?;
     Ok(Json(json!({ "purged": pending.result().await? })))
 }

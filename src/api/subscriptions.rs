@@ -1,15 +1,18 @@
 //! Webhook subscriptions: `PUT`, `GET` and `DELETE /api/queues/{queue}/subscription`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::body::JsonBytes;
+use super::body::{Described, JsonBytes};
+use super::explain::{Field, Rule};
 use super::openapi as doc;
+use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::{Subscription, SubscriptionRequest};
+use crate::broker::rules::{CONCURRENCY, WEBHOOK_TIMEOUT_MS};
+use crate::broker::{Limits, Subscription, SubscriptionRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -25,6 +28,20 @@ struct SubscriptionIn {
     concurrency: Option<u32>,
     timeout_ms: Option<u64>,
     secret: Option<String>,
+}
+
+impl Described for SubscriptionIn {
+    fn rule(_: &Limits) -> Rule {
+        Rule::object(vec![
+            Field::required("url", Rule::Str("an http:// or https:// URL string")),
+            Field::nullable("concurrency", Rule::Whole(CONCURRENCY)),
+            Field::nullable("timeout_ms", Rule::Whole(WEBHOOK_TIMEOUT_MS)),
+            Field::nullable(
+                "secret",
+                Rule::Str("a string: \"whsec_\" and the base64 of 24 to 64 random bytes"),
+            ),
+        ])
+    }
 }
 
 /// A subscription as shown: the secret never leaves the broker.
@@ -54,10 +71,10 @@ impl<'a> From<&'a Subscription> for SubscriptionOut<'a> {
     responses((status = 200, body = doc::SubscriptionOut), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody)))]
 pub(crate) async fn set(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: SubscriptionIn = body.decode(false)?;
+    let req: SubscriptionIn = body.decode(state.broker.limits())?;
     let request = SubscriptionRequest {
         url: req.url,
         concurrency: req.concurrency,
@@ -73,7 +90,7 @@ pub(crate) async fn set(
     responses((status = 200, body = doc::SubscriptionOut), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     match state.broker.subscription(&queue)? {
         Some(subscription) => Ok(Json(json(&subscription))),
@@ -86,7 +103,7 @@ pub(crate) async fn show(
     responses((status = 204, description = "removed"), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Queue(queue): Queue,
 ) -> Result<StatusCode, ApiError> {
     if state.broker.unsubscribe(&queue).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -7,6 +7,7 @@ use super::delivery::{Delivery, StoredBytes};
 use super::lease::{Receipt, ReceiptStatus};
 use super::queue::Status;
 use super::record::Record;
+use super::rules;
 use super::state::Now;
 use super::{check_queue_name, Broker, BrokerError, Core, Pending};
 
@@ -43,13 +44,7 @@ impl Broker {
         visibility: Option<Duration>,
     ) -> Result<Vec<Delivery>, BrokerError> {
         check_queue_name(queue)?;
-        let max_batch = self.limits.max_batch;
-        if max == 0 || max > max_batch {
-            return Err(BrokerError::invalid(
-                "max",
-                format!("1 to {max_batch}, not {max}"),
-            ));
-        }
+        self.limits.lease_max().check("max", max as u64)?;
         let timeout = self.lease_length(visibility)?;
         let now = self.shared.now();
         let mut core = self.shared.lock();
@@ -136,19 +131,11 @@ impl Broker {
         delay_ms: Option<u64>,
         error: Option<&str>,
     ) -> Result<Pending<Vec<ReceiptResult>>, BrokerError> {
-        if error.is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS) {
-            return Err(BrokerError::invalid(
-                "error",
-                format!("at most {MAX_ERROR_CHARS} characters"),
-            ));
+        if let Some(error) = error {
+            rules::NACK_ERROR.check("error", error)?;
         }
         if let Some(delay) = delay_ms {
-            if delay > super::produce::MAX_DELAY_MS {
-                return Err(BrokerError::invalid(
-                    "delay_ms",
-                    format!("at most {}", super::produce::MAX_DELAY_MS),
-                ));
-            }
+            rules::DELAY_MS.check("delay_ms", delay)?;
         }
         self.settle(queue, receipts, true, |core, ids, now| {
             ids.iter()
@@ -220,24 +207,13 @@ impl Broker {
     /// The lease length asked for, or the default; checked.
     fn lease_length(&self, visibility: Option<Duration>) -> Result<Duration, BrokerError> {
         let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
-        if timeout.is_zero() || timeout > MAX_VISIBILITY_TIMEOUT {
-            return Err(BrokerError::invalid(
-                "visibility_timeout_ms",
-                format!("1 to {}", MAX_VISIBILITY_TIMEOUT.as_millis()),
-            ));
-        }
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        rules::VISIBILITY_TIMEOUT_MS.check("visibility_timeout_ms", ms)?;
         Ok(timeout)
     }
 
     fn check_receipt_count(&self, receipts: &[String]) -> Result<(), BrokerError> {
-        let max = self.limits.max_batch;
-        if receipts.is_empty() || receipts.len() > max {
-            return Err(BrokerError::invalid(
-                "receipts",
-                format!("1 to {max} receipts, not {}", receipts.len()),
-            ));
-        }
-        Ok(())
+        self.limits.receipts().check("receipts", receipts.len())
     }
 
     /// Checks receipts, marks their events settling, writes what `records`

@@ -3,6 +3,7 @@
 use super::delivery::{DeadEvent, DlqPage, StoredBytes};
 use super::queue::Status;
 use super::record::Record;
+use super::rules;
 use super::{check_queue_name, Broker, BrokerError, Core, Pending};
 
 /// The largest page of a dead-letter listing.
@@ -17,12 +18,7 @@ impl Broker {
         limit: usize,
     ) -> Result<DlqPage, BrokerError> {
         check_queue_name(queue)?;
-        if limit == 0 || limit > MAX_DLQ_PAGE {
-            return Err(BrokerError::invalid(
-                "limit",
-                format!("1 to {MAX_DLQ_PAGE}, not {limit}"),
-            ));
-        }
+        rules::DLQ_LIMIT.check("limit", limit as u64)?;
         let core = self.shared.lock();
         let q = self.existing(&core, queue)?;
         let start = after.map_or(0, |a| a.saturating_add(1));

@@ -39,6 +39,15 @@ pub enum BrokerError {
         /// `QUEUE_MAX_SIZE`.
         max: u64,
     },
+    /// A batch holds more new events than `QUEUE_MAX_SIZE`: unlike a full
+    /// queue, waiting cannot help, so it is not worth a retry.
+    #[error("events: a batch of {adding} new events can never be stored, as a queue holds at most {max} (QUEUE_MAX_SIZE); send at most {max} per request")]
+    BatchOverQueueSize {
+        /// New events in the batch (duplicates by idempotency key left out).
+        adding: u64,
+        /// `QUEUE_MAX_SIZE`.
+        max: u64,
+    },
     /// The queue does not exist.
     #[error("queue {0} does not exist")]
     UnknownQueue(String),

@@ -39,6 +39,7 @@ mod produce;
 mod queue;
 mod reaper;
 pub mod record;
+pub mod rules;
 mod state;
 mod subscription;
 
@@ -87,6 +88,10 @@ pub struct Limits {
     pub idempotency_window_ms: u64,
     /// `WORKER_COUNT`: deliveries at once of a webhook subscription that names none.
     pub worker_count: u32,
+    /// `MAX_REQUEST_BYTES`: the largest request body the API reads. The
+    /// broker never looks at it; it travels with the other limits, which
+    /// are what the API is given of the configuration.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
@@ -105,6 +110,7 @@ impl Default for Limits {
             max_batch: 1_000,
             idempotency_window_ms: 300_000,
             worker_count: 8,
+            max_request_bytes: 64 << 20,
         }
     }
 }

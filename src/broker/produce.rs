@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 
 use super::record::{Record, Stored};
+use super::rules;
 use super::{check_queue_name, Broker, BrokerError, Core, Pending};
 
 /// The longest idempotency key, in characters.
@@ -117,6 +118,12 @@ impl Broker {
             return Ok(Attempt::Submitted(Pending::done(Ok(answers))));
         }
         let adding = fresh.len() as u64;
+        if adding > self.limits.queue_max_size {
+            return Err(BrokerError::BatchOverQueueSize {
+                adding,
+                max: self.limits.queue_max_size,
+            });
+        }
         let pending = core.state.queues[q as usize].pending();
         if pending + adding > self.limits.queue_max_size {
             return Err(BrokerError::QueueFull {
@@ -160,16 +167,7 @@ impl Broker {
     }
 
     fn check_events(&self, events: &[NewEvent]) -> Result<(), BrokerError> {
-        let max_batch = self.limits.max_batch;
-        if events.is_empty() || events.len() > max_batch {
-            return Err(BrokerError::invalid(
-                "events",
-                format!(
-                    "a batch holds 1 to {max_batch} events, not {}",
-                    events.len()
-                ),
-            ));
-        }
+        self.limits.events().check("events", events.len())?;
         for (i, event) in events.iter().enumerate() {
             if event.payload.len() > self.limits.max_payload_bytes {
                 return Err(BrokerError::PayloadTooLarge {
@@ -178,19 +176,14 @@ impl Broker {
                     max: self.limits.max_payload_bytes,
                 });
             }
-            if event.delay_ms > MAX_DELAY_MS {
-                return Err(BrokerError::invalid(
-                    format!("events[{i}].delay_ms"),
-                    format!("at most {MAX_DELAY_MS} (30 days)"),
-                ));
+            if !rules::DELAY_MS.contains(event.delay_ms) {
+                let field = format!("events[{i}].delay_ms");
+                return Err(rules::DELAY_MS.refuse(field, event.delay_ms));
             }
             if let Some(key) = &event.idempotency_key {
-                let chars = key.chars().count();
-                if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
-                    return Err(BrokerError::invalid(
-                        format!("events[{i}].idempotency_key"),
-                        format!("1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not {chars}"),
-                    ));
+                if !rules::IDEMPOTENCY_KEY.allows(key) {
+                    let field = format!("events[{i}].idempotency_key");
+                    return Err(rules::IDEMPOTENCY_KEY.refuse(field, key));
                 }
             }
         }

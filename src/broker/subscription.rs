@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 
 use super::record::{Record, Subscribed};
+use super::rules;
 use super::{check_queue_name, Broker, BrokerError, Core};
 
 /// A queue's webhook subscription.
@@ -15,7 +16,7 @@ pub type Subscription = Subscribed<'static>;
 pub const MAX_WEBHOOK_TIMEOUT_MS: u64 = 300_000;
 
 /// Most deliveries at once of one subscription.
-const MAX_CONCURRENCY: u32 = 1024;
+pub(crate) const MAX_CONCURRENCY: u32 = 1024;
 
 /// What `subscribe` is asked for; `None` takes the default.
 #[derive(Debug, Clone, Default)]
@@ -125,19 +126,9 @@ impl Broker {
     ) -> Result<Subscription, BrokerError> {
         check_url(&request.url)?;
         let concurrency = request.concurrency.unwrap_or(self.limits.worker_count);
-        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-            return Err(BrokerError::invalid(
-                "concurrency",
-                format!("1 to {MAX_CONCURRENCY}, not {concurrency}"),
-            ));
-        }
+        rules::CONCURRENCY.check("concurrency", u64::from(concurrency))?;
         let timeout_ms = request.timeout_ms.unwrap_or(10_000);
-        if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&timeout_ms) {
-            return Err(BrokerError::invalid(
-                "timeout_ms",
-                format!("1 to {MAX_WEBHOOK_TIMEOUT_MS}, not {timeout_ms}"),
-            ));
-        }
+        rules::WEBHOOK_TIMEOUT_MS.check("timeout_ms", timeout_ms)?;
         if let Some(secret) = &request.secret {
             signing_key(secret)?;
         }
@@ -152,8 +143,12 @@ impl Broker {
 }
 
 fn check_url(text: &str) -> Result<(), BrokerError> {
-    let bad = |why: &str| BrokerError::invalid("url", why.to_string());
-    let url = url::Url::parse(text).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    let bad = |why: &str| BrokerError::invalid("url", format!("expected {why}"));
+    let url = url::Url::parse(text).map_err(|e| {
+        bad(&format!(
+            "an absolute http:// or https:// URL, got text that is not one ({e})"
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("an http:// or https:// URL"));
     }
@@ -173,7 +168,7 @@ pub fn signing_key(secret: &str) -> Result<Vec<u8>, BrokerError> {
     let bad = || {
         BrokerError::invalid(
             "secret",
-            "\"whsec_\" followed by the base64 of 24 to 64 random bytes",
+            "expected \"whsec_\" followed by the base64 of 24 to 64 random bytes",
         )
     };
     let encoded = secret.strip_prefix("whsec_").ok_or_else(bad)?;

@@ -62,17 +62,15 @@ struct ManifestEntry {
 }
 
 impl Wal {
-    /// Makes a checkpoint named `name` (`[A-Za-z0-9_.-]{1,128}`, not taken).
+    /// Makes a checkpoint named `name` (`[A-Za-z0-9_.-]{1,128}`, not taken:
+    /// [`WalError::CheckpointExists`] when it is).
     pub fn checkpoint(&self, name: &str) -> Result<CheckpointInfo, WalError> {
         check_name(name)?;
         let root = self.data_dir.join("checkpoints");
         let dir = root.join(name);
         let staging = root.join(format!(".{name}.partial"));
         if dir.exists() {
-            return Err(WalError::BadCheckpointName {
-                name: name.into(),
-                reason: "a checkpoint of that name exists",
-            });
+            return Err(WalError::CheckpointExists { name: name.into() });
         }
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|e| WalError::io("create directory", &staging, e))?;

@@ -93,13 +93,19 @@ pub enum WalError {
         /// The length asked for.
         len: u32,
     },
-    /// The checkpoint name is not `[A-Za-z0-9_.-]{1,128}` or is taken.
+    /// The checkpoint name is not `[A-Za-z0-9_.-]{1,128}`.
     #[error("invalid checkpoint name {name:?}: {reason}")]
     BadCheckpointName {
         /// The name given.
         name: String,
         /// Why it cannot be used.
         reason: &'static str,
+    },
+    /// A checkpoint of that name exists; it is never replaced.
+    #[error("a checkpoint named {name:?} exists")]
+    CheckpointExists {
+        /// The name given.
+        name: String,
     },
     /// A checkpoint's files do not match its manifest.
     #[error("checkpoint {} does not verify: {reason}", path.display())]

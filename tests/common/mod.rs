@@ -48,5 +48,6 @@ pub fn append_each(wal: &Wal, bodies: &[Vec<u8>]) -> Vec<Position> {
         .collect()
 }
 
+pub mod api;
 pub mod broker;
 pub mod server;
