@@ -20,6 +20,11 @@ pub struct Server {
 impl Server {
     /// Starts the broker and returns once it logs that it serves.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// [`Server::start`] with more settings, such as `BROKER_TOKEN`.
+    pub fn start_with(data_dir: &Path, settings: &[(&str, &str)]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,6 +40,7 @@ impl Server {
             .env("QUEUE_MAX_SIZE", "1000000")
             .env("LOG_LEVEL", "info")
             .env("LOG_FORMAT", "json")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
