@@ -196,10 +196,15 @@ pub struct DlqPage {
     next: Option<u64>,
 }
 
-/// Ids, or none for all.
+/// `{"ids": [...]}` for those dead events, `{}` or `{"all": true}` for
+/// every one; a missing body, `{"all": false}` without ids, and ids with
+/// `"all": true` are refused.
 #[derive(ToSchema)]
 pub struct IdsIn {
+    /// The dead events to act on.
     ids: Option<Vec<u64>>,
+    /// `true` for every dead event of the queue.
+    all: Option<bool>,
 }
 
 #[derive(ToSchema)]

@@ -142,7 +142,7 @@ fn shown(value: &str) -> String {
 /// A page of the queue's dead-letter queue.
 #[utoipa::path(get, path = "/api/queues/{queue}/dlq",
     params(("queue" = String, Path, description = "Queue name"), ("limit" = Option<u32>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "Ids above this")),
-    responses((status = 200, body = doc::DlqPage), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+    responses((status = 200, body = doc::DlqPage), (status = 400, description = "invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn dlq(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -233,7 +233,7 @@ impl IdsIn {
 
 /// Dead events back to ready, failures reset.
 #[utoipa::path(post, path = "/api/queues/{queue}/dlq/redrive", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
-    responses((status = 200, body = doc::Redriven), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+    responses((status = 200, body = doc::Redriven), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -246,7 +246,7 @@ pub(crate) async fn redrive(
 
 /// Delete dead events.
 #[utoipa::path(post, path = "/api/queues/{queue}/dlq/purge", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
-    responses((status = 200, body = doc::Purged), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+    responses((status = 200, body = doc::Purged), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,
     Queue(queue): Queue,
