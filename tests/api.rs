@@ -464,6 +464,28 @@ async fn a_full_disk_gets_507_and_nothing_is_stored_then_writes_resume() {
 }
 
 #[tokio::test]
+async fn an_fsync_failing_for_want_of_space_gets_503_as_readiness_does_not_507() {
+    let fs = FaultyFs::new();
+    let api = Api::on(limits(), fs.clone());
+    api.post("/api/queues/q/events", r#"{"payload": 1}"#).await;
+    fs.set(|f| f.fail_next_sync_no_space = true);
+    // ENOSPC, but from the fsync: freeing space cannot help, a restart does.
+    for payload in [2, 3] {
+        let (s, v) = api
+            .post(
+                "/api/queues/q/events",
+                &format!(r#"{{"payload": {payload}}}"#),
+            )
+            .await;
+        assert_error(s, &v, StatusCode::SERVICE_UNAVAILABLE, "unavailable", "");
+    }
+    assert_eq!(
+        api.get("/api/health/ready").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
 async fn a_failed_fsync_gets_503_for_writes_while_reads_and_health_go_on() {
     let fs = FaultyFs::new();
     let api = Api::on(limits(), fs.clone());

@@ -113,6 +113,26 @@ fn a_failed_fsync_stops_the_log_for_good_and_a_reopen_recovers() {
 }
 
 #[test]
+fn an_fsync_failing_for_want_of_space_stops_the_log_and_is_no_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, fs) = open_faulty(dir.path());
+    wal.append(batch(0..3, 50)).unwrap();
+    fs.set(|f| f.fail_next_sync_no_space = true);
+    let err = wal.append(batch(3..4, 50)).unwrap_err();
+    // Written data that found no room at write-back may be gone from the
+    // page cache: space coming back cannot make the log whole, a restart does.
+    assert!(err.is_failed() && !err.is_disk_full(), "{err}");
+    assert!(wal.failure().is_some(), "the log stops");
+    let err = wal.append(batch(4..5, 50)).unwrap_err();
+    assert!(err.is_failed() && !err.is_disk_full(), "{err}");
+    drop(wal);
+
+    let (wal, _) = Wal::open(options(dir.path(), SEGMENT)).unwrap();
+    assert!(replay_all(&wal).len() >= 3, "acknowledged records survive");
+    wal.append(batch(9..10, 50)).unwrap();
+}
+
+#[test]
 fn a_failed_write_stops_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, fs) = open_faulty(dir.path());

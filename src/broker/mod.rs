@@ -20,6 +20,8 @@
 //!   [`State::apply`](state::State::apply), the same function recovery replays
 //!   the log with; until then the events it touches are marked as settling,
 //!   so no second change can race it. A write that fails changes nothing.
+//!   The records of one request are one batch of the log, which a crash
+//!   keeps or loses whole ([`record`] says what that means for each request).
 //! - Memory holds an index (where each event's record is, its status,
 //!   failures, visible time); payloads are read from the log when delivered.
 //! - Cleanup deletes the oldest segment once it holds no live event, after

@@ -4,6 +4,20 @@
 //! A record body is one version byte followed by the postcard encoding of
 //! [`Record`]. Strings and payloads borrow from the bytes they are decoded
 //! from, so reading a payload back out of a mapped segment copies nothing.
+//!
+//! # All or nothing
+//!
+//! The records of one request go to the log as one batch, and the log keeps
+//! a batch whole or loses it whole in a crash (`wal` module doc). So an
+//! enqueue of many events, one [`Record::Enqueue`] each, is all or nothing,
+//! as the contract says. An ack of many receipts is one [`Record::Ack`]; a
+//! nack of many is a `Fail` or `Dead` per event in one batch. The contract
+//! would let those be applied in part, since it answers each receipt on its
+//! own, the answer comes only once everything is durable, and an ack lost
+//! in a crash means one more delivery, which at-least-once delivery allows;
+//! they are all or nothing anyway because the batch makes that free. No
+//! variant holds many events: a record per event keeps an event's position
+//! pointing at its own frame, so a delivery reads and checks that frame only.
 
 use std::borrow::Cow;
 

@@ -138,12 +138,15 @@ impl WalError {
         }
     }
 
-    /// True when the disk or quota is full: retrying later may succeed.
+    /// True when the disk or quota is full and nothing was stored: retrying
+    /// once space is freed may succeed. Never for a stopped log
+    /// ([`WalError::Failed`]), even when what stopped it was ENOSPC from an
+    /// fsync: the data that found no room may be gone from the page cache,
+    /// so no amount of space makes the log whole again; a restart does.
     pub fn is_disk_full(&self) -> bool {
         match self {
             WalError::DiskFull { .. } => true,
             WalError::Io { source, .. } => is_disk_full_io(source),
-            WalError::Failed { cause } => cause.is_disk_full(),
             _ => false,
         }
     }

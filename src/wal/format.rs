@@ -5,12 +5,22 @@
 
 /// First bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"EVBRKWAL";
-/// Segment format version written by this build.
-pub const VERSION: u32 = 1;
+/// Segment format version written by this build. Version 2 gave the frame
+/// length field its batch bit ([`CONTINUES`]); a reader of version 1 would
+/// take that bit for a damaged length, so it must refuse the segment whole.
+pub const VERSION: u32 = 2;
+/// The oldest segment format version this build reads. Version 1 frames
+/// never have the batch bit set, so each reads as a batch of one record,
+/// which is how they were written.
+pub const OLDEST_VERSION: u32 = 1;
 /// Segment header: `magic[8] | version u32 LE | first_seq u64 LE | crc32 u32 LE`.
 pub const HEADER_LEN: usize = 24;
 /// Frame header: `len u32 LE | crc32 u32 LE`.
 pub const FRAME_HEADER_LEN: usize = 8;
+/// Bit 31 of a frame's length field: the next frame belongs to the same
+/// batch. The last frame of a batch has it clear, so a batch whose end never
+/// reached the disk can be told from a whole one; the checksum covers it.
+pub const CONTINUES: u32 = 1 << 31;
 /// Largest body a frame may carry. A length field above it is corruption,
 /// which keeps a damaged length from sending a reader far past the data.
 pub const MAX_BODY_LEN: usize = 64 << 20;
@@ -20,6 +30,8 @@ pub const MAX_BODY_LEN: usize = 64 << 20;
 pub struct SegmentHeader {
     /// Sequence number of the segment's first record; also its file name.
     pub first_seq: u64,
+    /// The format version the segment was written in.
+    pub version: u32,
 }
 
 /// Why a segment header could not be read.
@@ -65,7 +77,7 @@ pub fn decode_header(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
         return Err(HeaderError::BadMagic);
     }
     let version = u32_at(head, 8);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(HeaderError::UnsupportedVersion(version));
     }
     if crc32fast::hash(&head[..20]) != u32_at(head, 20) {
@@ -73,18 +85,48 @@ pub fn decode_header(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
     }
     Ok(SegmentHeader {
         first_seq: u64::from_le_bytes(head[12..20].try_into().expect("8 bytes")),
+        version,
     })
 }
 
-/// Appends one frame holding `body` to `out`.
+/// Appends one frame holding `body` to `out`: a batch of one record.
 ///
 /// Panics if `body` is longer than [`MAX_BODY_LEN`]; callers check first.
 pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) {
+    let at = out.len();
+    start_frame(body, out);
+    finish_frame(&mut out[at..], false);
+}
+
+/// Appends a frame holding `body` to `out` with its length but without its
+/// checksum, which [`finish_frame`] writes once it is known whether the
+/// batch goes on after it.
+///
+/// Panics if `body` is longer than [`MAX_BODY_LEN`]; callers check first.
+pub fn start_frame(body: &[u8], out: &mut Vec<u8>) {
     assert!(body.len() <= MAX_BODY_LEN, "frame body over MAX_BODY_LEN");
-    let len = (body.len() as u32).to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&frame_crc(&len, body).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(body);
+}
+
+/// Completes the frame [`start_frame`] began at the start of `frame`: sets
+/// the batch bit when `continues`, and writes the checksum.
+pub fn finish_frame(frame: &mut [u8], continues: bool) {
+    let body_len = frame_body_len(frame);
+    let mut len = body_len as u32;
+    if continues {
+        len |= CONTINUES;
+    }
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    let body = &frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + body_len];
+    let crc = frame_crc(&len.to_le_bytes(), body);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The body length a frame header at the start of `frame` gives, batch bit left out.
+pub fn frame_body_len(frame: &[u8]) -> usize {
+    (u32_at(frame, 0) & !CONTINUES) as usize
 }
 
 /// Bytes a frame with a body of `body_len` bytes takes on disk.
@@ -95,8 +137,15 @@ pub fn frame_len(body_len: usize) -> usize {
 /// What lies at the start of a byte slice.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A whole, valid frame; `len` is its size on disk, header included.
-    Valid { body: &'a [u8], len: usize },
+    /// A whole, valid frame.
+    Valid {
+        /// The record.
+        body: &'a [u8],
+        /// The frame's size on disk, header included.
+        len: usize,
+        /// The batch bit: the next frame belongs to the same batch.
+        continues: bool,
+    },
     /// The slice ends before the frame does.
     Truncated,
     /// The length is impossible or the checksum does not match.
@@ -115,6 +164,10 @@ pub enum FrameDefect {
     /// The data ends inside the frame.
     #[error("frame cut short")]
     Truncated,
+    /// Valid frames of a batch without its last frame: the data after them
+    /// ends, or is damaged, before the batch does.
+    #[error("batch cut short: its last frame is missing or damaged")]
+    UnfinishedBatch,
 }
 
 /// Decodes the frame at the start of `buf`.
@@ -122,7 +175,8 @@ pub fn decode_frame(buf: &[u8]) -> Frame<'_> {
     let Some(head) = buf.get(..FRAME_HEADER_LEN) else {
         return Frame::Truncated;
     };
-    let body_len = u32_at(head, 0) as usize;
+    let continues = u32_at(head, 0) & CONTINUES != 0;
+    let body_len = frame_body_len(head);
     if body_len > MAX_BODY_LEN {
         return Frame::Invalid(FrameDefect::LengthTooLarge);
     }
@@ -135,6 +189,7 @@ pub fn decode_frame(buf: &[u8]) -> Frame<'_> {
     Frame::Valid {
         body,
         len: FRAME_HEADER_LEN + body_len,
+        continues,
     }
 }
 
@@ -171,7 +226,13 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let h = encode_header(42);
-        assert_eq!(decode_header(&h), Ok(SegmentHeader { first_seq: 42 }));
+        assert_eq!(
+            decode_header(&h),
+            Ok(SegmentHeader {
+                first_seq: 42,
+                version: VERSION
+            })
+        );
     }
 
     #[test]
@@ -197,10 +258,64 @@ mod tests {
                 decode_frame(&buf),
                 Frame::Valid {
                     body,
-                    len: buf.len()
+                    len: buf.len(),
+                    continues: false,
                 }
             );
         }
+    }
+
+    fn continuing(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        start_frame(body, &mut out);
+        finish_frame(&mut out, true);
+        out
+    }
+
+    #[test]
+    fn the_batch_bit_round_trips_and_leaves_the_length_alone() {
+        let buf = continuing(b"first of two");
+        assert_eq!(
+            decode_frame(&buf),
+            Frame::Valid {
+                body: b"first of two",
+                len: buf.len(),
+                continues: true,
+            }
+        );
+        assert_eq!(frame_body_len(&buf), 12);
+        assert_eq!(&buf[8..], &framed(b"first of two")[8..], "same body");
+    }
+
+    #[test]
+    fn the_batch_bit_is_covered_by_the_checksum() {
+        let mut ended = framed(b"last");
+        ended[3] |= 0x80;
+        assert_eq!(
+            decode_frame(&ended),
+            Frame::Invalid(FrameDefect::BadChecksum)
+        );
+        let mut open = continuing(b"not last");
+        open[3] &= 0x7F;
+        assert_eq!(
+            decode_frame(&open),
+            Frame::Invalid(FrameDefect::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn version_1_segments_are_still_read() {
+        let mut h = encode_header(7);
+        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&h[..20]);
+        h[20..24].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_header(&h),
+            Ok(SegmentHeader {
+                first_seq: 7,
+                version: 1
+            })
+        );
     }
 
     #[test]

@@ -101,8 +101,25 @@ pub struct Faults {
     pub space_left: Option<u64>,
     /// The next `sync_data` fails with EIO.
     pub fail_next_sync: bool,
+    /// The next `sync_data` fails with ENOSPC: the written data found no
+    /// room when it was written back, as with delayed allocation, thin
+    /// provisioning or NFS. Nothing says which of it reached the disk.
+    pub fail_next_sync_no_space: bool,
     /// Every write fails with EIO.
     pub fail_writes: bool,
+}
+
+impl Faults {
+    /// The fault a sync meets now, used up by meeting it.
+    fn sync(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(eio());
+        }
+        if std::mem::take(&mut self.fail_next_sync_no_space) {
+            return Err(enospc());
+        }
+        Ok(())
+    }
 }
 
 /// The real filesystem with injected faults, for tests.
@@ -164,17 +181,11 @@ impl WritableFile for FaultyFile {
         }
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        let mut faults = self.faults.lock().expect("faults lock");
-        if std::mem::take(&mut faults.fail_next_sync) {
-            return Err(eio());
-        }
+        self.faults.lock().expect("faults lock").sync()?;
         self.inner.sync_data()
     }
     fn sync_all(&mut self) -> io::Result<()> {
-        let mut faults = self.faults.lock().expect("faults lock");
-        if std::mem::take(&mut faults.fail_next_sync) {
-            return Err(eio());
-        }
+        self.faults.lock().expect("faults lock").sync()?;
         self.inner.sync_all()
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {

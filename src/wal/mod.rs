@@ -10,11 +10,27 @@
 //!
 //! segment = header | frame* | zero*      zeros only in the active segment: space written ahead
 //! header  = magic "EVBRKWAL" | version u32 LE | first_seq u64 LE | crc32 u32 LE   (24 bytes)
-//! frame   = len u32 LE | crc32 u32 LE | body[len]     crc32 (crc32fast) over len and body
+//! frame   = len u32 LE | crc32 u32 LE | body[len & 0x7FFF_FFFF]
+//!           crc32 (crc32fast) over the len field as written and the body;
+//!           bit 31 of len (the batch bit): the next frame belongs to the same batch
+//! batch   = frame(bit set)* frame(bit clear)
 //! ```
 //!
 //! Every record has a sequence number: the segment's `first_seq` plus its
 //! index in the segment. A [`Position`] names a record by segment and offset.
+//!
+//! Version 2 (this build) added the batch bit; version 1 segments never set
+//! it, so each of their frames reads as a batch of one, as it was written,
+//! and this build reads them unchanged. A version 1 reader would take the bit
+//! for a damaged length, so the bit only goes into version 2 segments: when
+//! the newest segment of a log is older, opening seals it (or, when it holds
+//! no record, gives it a new header) before anything is appended.
+//!
+//! A batch is one frame per record rather than one frame for all: a reader
+//! of one record checks one frame's checksum, not its whole batch's, and
+//! the largest frame ([`format::MAX_BODY_LEN`], 64 MiB) limits a record,
+//! not a batch. A batch has no size limit of its own; it is never split
+//! across segments, so one larger than `segment_bytes` fills a segment alone.
 //!
 //! # Invariants
 //!
@@ -23,23 +39,36 @@
 //! - An append is completed only after its bytes are written and, under
 //!   [`FsyncPolicy::Always`], synced with `fdatasync`; one sync serves every
 //!   append of a round (group commit).
-//! - The frames of one [`Batch`] are in one segment, written by one call.
+//! - The frames of one [`Batch`] are in one segment, written by one call,
+//!   with the batch bit set on every frame but the last: a crash keeps all of
+//!   a batch or none of it (see Recovery).
 //! - A failed fsync or write stops the log ([`WalError::Failed`]); it is never
 //!   retried, because after a failed fsync the kernel may have dropped the data.
 //!   The one exception is a full disk during a write: the partial write is cut
 //!   off, the append fails with [`WalError::DiskFull`] and the log goes on.
+//!   An fsync that fails with ENOSPC is no exception: written data found no
+//!   room at write-back, so it stops the log, and is not
+//!   [`WalError::is_disk_full`], which promises that freeing space is enough.
 //! - A segment is created with its header synced and the directory synced
 //!   before any record goes into it; deletions sync the directory too.
 //!
 //! # Recovery
 //!
-//! Opening scans every segment. A damaged frame in the newest segment with no
-//! valid frame after it is a torn write: it is cut off and logged (under
-//! `always` it was never acknowledged). Zero bytes after the last frame of the
-//! newest segment are space the writer had written ahead; they are cut off
-//! without a report. Any other damage refuses to open with
-//! the file and byte offset, unless [`RecoveryMode::SkipCorrupt`] was chosen,
-//! which skips to the next valid frame and reports the bytes lost.
+//! Opening scans every segment, a batch at a time: the records of a batch
+//! count only once its last frame (batch bit clear) has been read. In the
+//! newest segment, a damaged frame with no valid frame after it is a torn
+//! write, and so is a batch whose last frame is missing. The tear is cut off
+//! from the first frame of the batch it fell into, so a crash never leaves
+//! part of a batch, and logged (under `always` it was never acknowledged).
+//! Zero bytes after the last frame of the newest segment are space the
+//! writer had written ahead; they are cut off without a report.
+//!
+//! Any other damage, a batch cut short at the end of a sealed segment
+//! included, refuses to open with the file and byte offset, unless
+//! [`RecoveryMode::SkipCorrupt`] was chosen, which skips to the next valid
+//! frame and reports the bytes lost from the start of the batch the damage
+//! fell into. Frames of that batch after the damage are kept: nothing marks
+//! where a batch starts, and an operator who skips damage has chosen loss.
 //!
 //! # Verification
 //!
@@ -84,7 +113,7 @@ pub use recovery::{LostRange, RecoveryMode, RecoveryReport};
 pub use verify::{check_log, CheckedSegment, LogCheck, LogKind};
 pub use writer::AppendDone;
 
-use format::{encode_frame, frame_len, MAX_BODY_LEN};
+use format::{finish_frame, frame_len, start_frame, MAX_BODY_LEN};
 use fs::{FileSystem, RealFs};
 use writer::{Command, Writer};
 
@@ -185,11 +214,16 @@ pub struct Position {
 }
 
 /// Records to append together: framed (and checksummed) on the caller's
-/// thread, written by one call, never split across segments.
+/// thread, written by one call, never split across segments, and kept or
+/// lost whole by a crash (every frame but the last carries the batch bit).
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     buf: Vec<u8>,
     count: usize,
+    /// Offset of the last frame, whose checksum waits until it is known
+    /// whether another frame follows it: only then is its batch bit known,
+    /// and checksumming it once keeps a batch at one pass over its bytes.
+    unfinished: Option<usize>,
 }
 
 impl Batch {
@@ -204,6 +238,7 @@ impl Batch {
         Batch {
             buf: Vec::with_capacity(bytes),
             count: 0,
+            unfinished: None,
         }
     }
 
@@ -222,8 +257,12 @@ impl Batch {
                 max: MAX_BODY_LEN,
             });
         }
+        if let Some(at) = self.unfinished {
+            finish_frame(&mut self.buf[at..], true);
+        }
         self.buf.reserve(frame_len(body.len()));
-        encode_frame(body, &mut self.buf);
+        self.unfinished = Some(self.buf.len());
+        start_frame(body, &mut self.buf);
         self.count += 1;
         Ok(())
     }
@@ -241,6 +280,13 @@ impl Batch {
     /// Bytes the batch takes on disk.
     pub fn bytes(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Checksums the last frame, with its batch bit clear: the batch ends there.
+    fn finish(&mut self) {
+        if let Some(at) = self.unfinished.take() {
+            finish_frame(&mut self.buf[at..], false);
+        }
     }
 }
 
@@ -416,10 +462,14 @@ impl Wal {
         let (mut segments, mut report) =
             recovery::recover(&wal_dir, options.fs.as_ref(), options.recovery)?;
         if segments.is_empty() {
-            segments.push(create_first_segment(&wal_dir, options.fs.as_ref())?);
+            segments.push(create_segment(&wal_dir, options.fs.as_ref(), 0)?);
             report.segments = 1;
         }
-        let newest = segments.pop().expect("at least one segment");
+        let mut newest = segments.pop().expect("at least one segment");
+        if newest.version < format::VERSION {
+            newest = upgrade_newest(&wal_dir, options.fs.as_ref(), newest, &mut segments)?;
+            report.segments = segments.len() + 1;
+        }
         let active = Arc::new(ActiveSegment::open(
             newest.first_seq,
             newest.path.clone(),
@@ -527,7 +577,8 @@ impl Wal {
     /// (failed, closed, or an empty batch) the error and `done` come back
     /// here instead of `done` being called, so a caller holding a lock that
     /// `done` takes cannot deadlock.
-    pub fn submit(&self, batch: Batch, done: AppendDone) -> Result<(), Refused> {
+    pub fn submit(&self, mut batch: Batch, done: AppendDone) -> Result<(), Refused> {
+        batch.finish();
         if let Some(cause) = self.shared.failure.get() {
             let error = WalError::Failed {
                 cause: cause.clone(),
@@ -689,24 +740,50 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, WalError> {
     }
 }
 
-fn create_first_segment(
+/// Puts appends to a log written by an older build into a segment of this
+/// build's version: a reader of the older version would take the batch bit
+/// for damage, so a segment may hold it only when its header says so. A
+/// segment that holds records is sealed as it is; an empty one gets a new
+/// header instead, as its name is the next segment's.
+fn upgrade_newest(
     wal_dir: &Path,
     fs: &dyn FileSystem,
+    newest: recovery::RecoveredSegment,
+    sealed: &mut Vec<recovery::RecoveredSegment>,
 ) -> Result<recovery::RecoveredSegment, WalError> {
-    let path = wal_dir.join(segment::file_name(0));
+    if newest.records == 0 {
+        recovery::rewrite_header(fs, &newest.path, newest.first_seq)?;
+        return Ok(recovery::RecoveredSegment {
+            len: format::HEADER_LEN as u64,
+            version: format::VERSION,
+            ..newest
+        });
+    }
+    let next = create_segment(wal_dir, fs, newest.first_seq + newest.records)?;
+    sealed.push(newest);
+    Ok(next)
+}
+
+fn create_segment(
+    wal_dir: &Path,
+    fs: &dyn FileSystem,
+    first_seq: u64,
+) -> Result<recovery::RecoveredSegment, WalError> {
+    let path = wal_dir.join(segment::file_name(first_seq));
     let mut file = fs
         .create_new(&path)
         .map_err(|e| WalError::io("create", &path, e))?;
-    file.write_all_at(&format::encode_header(0), 0)
+    file.write_all_at(&format::encode_header(first_seq), 0)
         .map_err(|e| WalError::io("write header of", &path, e))?;
     file.sync_data()
         .map_err(|e| WalError::io("fsync", &path, e))?;
     fs.sync_dir(wal_dir)
         .map_err(|e| WalError::io("fsync directory", wal_dir, e))?;
     Ok(recovery::RecoveredSegment {
-        first_seq: 0,
+        first_seq,
         path,
         len: format::HEADER_LEN as u64,
         records: 0,
+        version: format::VERSION,
     })
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::error::WalError;
-use super::format::{encode_header, FrameDefect, HEADER_LEN};
+use super::format::{self, encode_header, FrameDefect, HEADER_LEN};
 use super::fs::FileSystem;
 use super::scan::{self, HeaderFault};
 use super::segment;
@@ -68,6 +68,8 @@ pub(crate) struct RecoveredSegment {
     pub path: PathBuf,
     pub len: u64,
     pub records: u64,
+    /// The format version of its header.
+    pub version: u32,
 }
 
 /// Checks every segment in `dir`, repairing the newest one's tail.
@@ -136,6 +138,7 @@ fn recover_segment(
             path,
             len: HEADER_LEN as u64,
             records: 0,
+            version: format::VERSION,
         });
     }
     if let (true, Some(bad)) = (strict, found.corrupt.first()) {
@@ -173,6 +176,7 @@ fn recover_segment(
             file_len
         },
         records: found.records,
+        version: found.version,
     })
 }
 
@@ -194,7 +198,14 @@ fn truncate(fs: &dyn FileSystem, path: &Path, len: u64) -> Result<(), WalError> 
     file.sync_data().map_err(|e| WalError::io("fsync", path, e))
 }
 
-fn rewrite_header(fs: &dyn FileSystem, path: &Path, first_seq: u64) -> Result<(), WalError> {
+/// Gives a segment that holds no record a new header of this build's
+/// version. Safe to be cut short by a crash: a newest segment whose header
+/// never reached the disk is recovered as an empty one.
+pub(crate) fn rewrite_header(
+    fs: &dyn FileSystem,
+    path: &Path,
+    first_seq: u64,
+) -> Result<(), WalError> {
     let mut file = fs
         .open_write(path)
         .map_err(|e| WalError::io("open", path, e))?;

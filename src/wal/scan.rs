@@ -25,11 +25,14 @@ pub(crate) struct SegmentScan {
     pub frame_bytes: u64,
     /// End of the last valid frame (the header's end when there is none).
     pub valid_end: usize,
+    /// The format version in the segment's header (0 when it has none).
+    pub version: u32,
     /// The newest segment's header never reached the disk: it was being
     /// created, so it holds no record.
     pub unwritten_header: bool,
     /// Damage at the end of the newest segment with nothing valid after it
-    /// and not only zeros: an interrupted write.
+    /// and not only zeros: an interrupted write. It starts at the first frame
+    /// of the batch it cut short, so none of that batch is kept.
     pub torn: Option<BadRun>,
     /// Any other damage: data that may once have been acknowledged.
     pub corrupt: Vec<BadRun>,
@@ -64,7 +67,7 @@ pub(crate) fn scan(
         ..SegmentScan::default()
     };
     match decode_header(bytes) {
-        Ok(header) if header.first_seq == first_seq => {}
+        Ok(header) if header.first_seq == first_seq => found.version = header.version,
         Ok(header) => {
             return Err(HeaderFault::Mismatch {
                 header_seq: header.first_seq,
@@ -117,7 +120,7 @@ pub(crate) fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::format::{encode_frame, encode_header};
+    use crate::wal::format::{encode_frame, encode_header, finish_frame, start_frame};
 
     /// A segment starting at 5 with frames of 100, 200 and 300 bytes of body.
     fn segment() -> (Vec<u8>, Vec<usize>) {
@@ -128,6 +131,96 @@ mod tests {
             encode_frame(&vec![len as u8; len], &mut buf);
         }
         (buf, starts)
+    }
+
+    /// A segment starting at 5 with one record, then a batch of three;
+    /// the offsets of the batch's frames and where it ends.
+    fn segment_with_batch() -> (Vec<u8>, Vec<usize>, usize) {
+        let mut buf = encode_header(5).to_vec();
+        encode_frame(b"alone", &mut buf);
+        let mut starts = Vec::new();
+        for (i, body) in [&b"one"[..], b"two", b"three"].iter().enumerate() {
+            let at = buf.len();
+            starts.push(at);
+            start_frame(body, &mut buf);
+            finish_frame(&mut buf[at..], i < 2);
+        }
+        let end = buf.len();
+        (buf, starts, end)
+    }
+
+    #[test]
+    fn a_whole_batch_yields_its_records_in_order() {
+        let (buf, starts, end) = segment_with_batch();
+        let mut seen = Vec::new();
+        let found = scan(&buf, 5, true, false, &mut |at, body| {
+            seen.push((at, body.to_vec()))
+        })
+        .unwrap();
+        assert_eq!((found.records, found.valid_end, found.torn), (4, end, None));
+        assert_eq!(
+            &seen[1..],
+            &[
+                (starts[0], b"one".to_vec()),
+                (starts[1], b"two".to_vec()),
+                (starts[2], b"three".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_cut_anywhere_is_a_torn_tail_from_its_first_frame_in_the_newest_segment() {
+        let (buf, starts, end) = segment_with_batch();
+        for cut in starts[0] + 1..end {
+            let mut seen = 0;
+            let found = scan(&buf[..cut], 5, true, false, &mut |_, _| seen += 1).unwrap();
+            assert_eq!(
+                (found.records, seen),
+                (1, 1),
+                "cut at {cut}: none of the batch"
+            );
+            assert_eq!(found.valid_end, starts[0], "cut at {cut}");
+            let torn = found.torn.expect("a torn tail");
+            assert_eq!((torn.offset, torn.until), (starts[0], cut), "cut at {cut}");
+            assert!(found.corrupt.is_empty(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_batch_followed_by_zeros_instead_of_its_end_is_torn_not_unused_space() {
+        let (buf, starts, _) = segment_with_batch();
+        let mut cut = buf[..starts[2]].to_vec();
+        cut.resize(cut.len() + 4096, 0);
+        let found = judge(&cut, true).unwrap();
+        assert_eq!(found.records, 1);
+        let torn = found.torn.expect("a torn tail");
+        assert_eq!(
+            (torn.offset, torn.defect),
+            (starts[0], FrameDefect::UnfinishedBatch)
+        );
+    }
+
+    #[test]
+    fn a_batch_cut_short_at_the_end_of_a_sealed_segment_is_corruption() {
+        let (buf, starts, _) = segment_with_batch();
+        let found = judge(&buf[..starts[2]], false).unwrap();
+        assert_eq!(found.torn, None);
+        assert_eq!(found.corrupt.len(), 1);
+        assert_eq!(found.corrupt[0].offset, starts[0]);
+        assert_eq!(found.corrupt[0].defect, FrameDefect::UnfinishedBatch);
+    }
+
+    #[test]
+    fn damage_inside_a_batch_is_reported_from_the_batch_start_to_the_next_valid_frame() {
+        let (mut buf, starts, _) = segment_with_batch();
+        buf[starts[1] + 9] ^= 1;
+        let found = judge(&buf, true).unwrap();
+        assert_eq!(found.torn, None, "a valid frame follows: not a tear");
+        assert_eq!(found.corrupt.len(), 1);
+        assert_eq!(
+            (found.corrupt[0].offset, found.corrupt[0].until),
+            (starts[0], starts[2])
+        );
     }
 
     fn judge(bytes: &[u8], newest: bool) -> Result<SegmentScan, HeaderFault> {

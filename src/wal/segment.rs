@@ -1,12 +1,15 @@
 //! Segment files: names, listing, and the walk over the frames of one segment.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions};
 
 use super::error::WalError;
-use super::format::{decode_frame, find_next_frame, Frame, FrameDefect};
+use super::format::{
+    decode_frame, find_next_frame, frame_body_len, Frame, FrameDefect, FRAME_HEADER_LEN,
+};
 
 /// File name of the segment whose first record has sequence number `first_seq`.
 pub fn file_name(first_seq: u64) -> String {
@@ -56,15 +59,18 @@ pub fn map(path: &Path, len: u64) -> Result<Option<Mmap>, WalError> {
 /// A damaged frame met while walking a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadFrame {
-    /// Offset of the damaged frame.
+    /// Offset of the damaged frame, or of the first frame of the batch the
+    /// damage cut short.
     pub offset: usize,
-    /// What is wrong with it.
+    /// What is wrong with it: [`FrameDefect::UnfinishedBatch`] when a batch was cut short.
     pub defect: FrameDefect,
-    /// Offset of the next valid frame after it, if there is one.
+    /// Offset of the next valid frame after the damage, if there is one.
     pub resume: Option<usize>,
 }
 
-/// Walks the frames of a segment's bytes from a start offset.
+/// Walks the frames of a segment's bytes from a start offset, a batch at a
+/// time: the frames of a batch come out only once its last frame has been
+/// read, so a batch cut short yields none of its records.
 ///
 /// Without `skip_damage` the walk ends with the first damaged frame, yielded
 /// as an error; the caller may [`Frames::resume_at`] past it. With it, damage
@@ -75,6 +81,9 @@ pub struct Frames<'a> {
     at: usize,
     skip_damage: bool,
     done: bool,
+    /// Bytes of a batch read and checked to its end, whose frames are not
+    /// yet yielded: they are walked again by their lengths only.
+    ready: Range<usize>,
 }
 
 impl<'a> Frames<'a> {
@@ -85,6 +94,7 @@ impl<'a> Frames<'a> {
             at: start,
             skip_damage,
             done: false,
+            ready: start..start,
         }
     }
 
@@ -93,37 +103,74 @@ impl<'a> Frames<'a> {
         self.at = offset;
         self.done = false;
     }
+
+    /// Reads the batch at `self.at` to its end and marks it `ready`, or
+    /// says where and why it stops short; `None` once the bytes end.
+    fn read_batch(&mut self) -> Option<Result<(), BadFrame>> {
+        let start = self.at;
+        while self.at < self.buf.len() {
+            let defect = match decode_frame(&self.buf[self.at..]) {
+                Frame::Valid { len, continues, .. } => {
+                    self.at += len;
+                    if continues {
+                        continue;
+                    }
+                    self.ready = start..self.at;
+                    return Some(Ok(()));
+                }
+                Frame::Truncated => FrameDefect::Truncated,
+                Frame::Invalid(defect) => defect,
+            };
+            let bad = BadFrame {
+                offset: start,
+                defect: if self.at > start {
+                    FrameDefect::UnfinishedBatch
+                } else {
+                    defect
+                },
+                resume: find_next_frame(self.buf, self.at + 1),
+            };
+            return Some(Err(bad));
+        }
+        if self.at == start {
+            return None;
+        }
+        Some(Err(BadFrame {
+            offset: start,
+            defect: FrameDefect::UnfinishedBatch,
+            resume: None,
+        }))
+    }
 }
 
 impl<'a> Iterator for Frames<'a> {
     type Item = Result<(usize, &'a [u8]), BadFrame>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.done && self.at < self.buf.len() {
-            let defect = match decode_frame(&self.buf[self.at..]) {
-                Frame::Valid { body, len } => {
-                    let at = self.at;
-                    self.at += len;
-                    return Some(Ok((at, body)));
-                }
-                Frame::Truncated => FrameDefect::Truncated,
-                Frame::Invalid(defect) => defect,
-            };
-            let resume = find_next_frame(self.buf, self.at + 1);
-            match resume {
-                Some(next) if self.skip_damage => self.at = next,
-                _ if self.skip_damage => self.done = true,
-                _ => {
-                    self.done = true;
-                    return Some(Err(BadFrame {
-                        offset: self.at,
-                        defect,
-                        resume,
-                    }));
-                }
+        loop {
+            if !self.ready.is_empty() {
+                let at = self.ready.start;
+                let body_at = at + FRAME_HEADER_LEN;
+                let body = &self.buf[body_at..body_at + frame_body_len(&self.buf[at..])];
+                self.ready.start = body_at + body.len();
+                return Some(Ok((at, body)));
+            }
+            if self.done {
+                return None;
+            }
+            match self.read_batch() {
+                None => self.done = true,
+                Some(Ok(())) => {}
+                Some(Err(bad)) => match bad.resume {
+                    Some(next) if self.skip_damage => self.at = next,
+                    _ if self.skip_damage => self.done = true,
+                    _ => {
+                        self.done = true;
+                        return Some(Err(bad));
+                    }
+                },
             }
         }
-        None
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{is_disk_full_io, WalError};
-use super::format::{encode_header, FRAME_HEADER_LEN, HEADER_LEN};
+use super::format::{encode_header, frame_body_len, FRAME_HEADER_LEN, HEADER_LEN};
 use super::fs::WritableFile;
 use super::segment;
 use super::{ActiveSegment, Batch, FsyncPolicy, Position, SealedSegment, Shared};
@@ -514,14 +514,14 @@ fn positions(batch: &Batch, first_seq: u64, segment: u64, offset: u64) -> Vec<Po
     let mut out = Vec::with_capacity(count);
     let mut at = 0usize;
     for i in 0..count as u64 {
-        let len = u32::from_le_bytes(framed[at..at + 4].try_into().expect("frame length"));
+        let len = frame_body_len(&framed[at..]);
         out.push(Position {
             seq: first_seq + i,
             segment,
             offset: offset + at as u64,
-            len,
+            len: len as u32,
         });
-        at += FRAME_HEADER_LEN + len as usize;
+        at += FRAME_HEADER_LEN + len;
     }
     out
 }

@@ -51,7 +51,14 @@ impl TestBroker {
 
     /// Closes the broker and opens it again on the same directory and clock.
     pub fn restart(&mut self) {
+        self.restart_after(|_| {});
+    }
+
+    /// Closes the broker, lets `crash` do to the data directory what a
+    /// crash would have done, and opens the broker again.
+    pub fn restart_after(&mut self, crash: impl FnOnce(&std::path::Path)) {
         self.broker.close().expect("close");
+        crash(self.dir.path());
         let fresh = open(
             self.dir.path(),
             &self.clock,
