@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::server::Server;
+use event_broker::wal::format::frame_body_len;
 use serde_json::{json, Value};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backup.sh");
@@ -641,7 +642,7 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut at = 24;
     let mut starts = Vec::new();
     while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let len = frame_body_len(&bytes[at..]);
         if len == 0 && bytes[at + 4..at + 8] == [0; 4] {
             break;
         }

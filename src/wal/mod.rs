@@ -66,9 +66,11 @@
 //! Any other damage, a batch cut short at the end of a sealed segment
 //! included, refuses to open with the file and byte offset, unless
 //! [`RecoveryMode::SkipCorrupt`] was chosen, which skips to the next valid
-//! frame and reports the bytes lost from the start of the batch the damage
-//! fell into. Frames of that batch after the damage are kept: nothing marks
-//! where a batch starts, and an operator who skips damage has chosen loss.
+//! frame and reports the bytes lost. Damage with valid frames after it is
+//! reported at the damaged frame, and the whole frames of its batch on
+//! either side are kept: damage of that kind is not an interrupted write, so
+//! no batch of it was ever unacknowledged, and an operator who skips damage
+//! has chosen to keep what can be read.
 //!
 //! # Verification
 //!

@@ -211,16 +211,16 @@ mod tests {
     }
 
     #[test]
-    fn damage_inside_a_batch_is_reported_from_the_batch_start_to_the_next_valid_frame() {
+    fn damage_inside_a_batch_with_valid_frames_after_it_is_corruption_where_it_is() {
         let (mut buf, starts, _) = segment_with_batch();
         buf[starts[1] + 9] ^= 1;
         let found = judge(&buf, true).unwrap();
         assert_eq!(found.torn, None, "a valid frame follows: not a tear");
         assert_eq!(found.corrupt.len(), 1);
-        assert_eq!(
-            (found.corrupt[0].offset, found.corrupt[0].until),
-            (starts[0], starts[2])
-        );
+        let bad = found.corrupt[0];
+        assert_eq!((bad.offset, bad.until), (starts[1], starts[2]));
+        assert_eq!(bad.defect, FrameDefect::BadChecksum);
+        assert_eq!(found.records, 3, "only the damaged frame is lost");
     }
 
     fn judge(bytes: &[u8], newest: bool) -> Result<SegmentScan, HeaderFault> {

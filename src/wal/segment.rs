@@ -59,10 +59,11 @@ pub fn map(path: &Path, len: u64) -> Result<Option<Mmap>, WalError> {
 /// A damaged frame met while walking a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadFrame {
-    /// Offset of the damaged frame, or of the first frame of the batch the
-    /// damage cut short.
+    /// Offset of the damaged frame; when nothing valid follows it, of the
+    /// first frame of the batch it cut short.
     pub offset: usize,
-    /// What is wrong with it: [`FrameDefect::UnfinishedBatch`] when a batch was cut short.
+    /// What is wrong with it: [`FrameDefect::UnfinishedBatch`] when a batch
+    /// was cut short and nothing valid follows.
     pub defect: FrameDefect,
     /// Offset of the next valid frame after the damage, if there is one.
     pub resume: Option<usize>,
@@ -70,7 +71,10 @@ pub struct BadFrame {
 
 /// Walks the frames of a segment's bytes from a start offset, a batch at a
 /// time: the frames of a batch come out only once its last frame has been
-/// read, so a batch cut short yields none of its records.
+/// read, so a batch cut short at the end of the bytes (a write a crash
+/// interrupted) yields none of its records. Frames before damage that valid
+/// frames follow are yielded, then the damage: that is corruption, not an
+/// interrupted write, and what was lost is only the damaged run.
 ///
 /// Without `skip_damage` the walk ends with the first damaged frame, yielded
 /// as an error; the caller may [`Frames::resume_at`] past it. With it, damage
@@ -81,9 +85,11 @@ pub struct Frames<'a> {
     at: usize,
     skip_damage: bool,
     done: bool,
-    /// Bytes of a batch read and checked to its end, whose frames are not
-    /// yet yielded: they are walked again by their lengths only.
+    /// Bytes of whole frames checked already and not yet yielded: walked
+    /// again by their lengths only.
     ready: Range<usize>,
+    /// Damage met after the frames in `ready`, to yield once they are.
+    damage: Option<BadFrame>,
 }
 
 impl<'a> Frames<'a> {
@@ -95,6 +101,7 @@ impl<'a> Frames<'a> {
             skip_damage,
             done: false,
             ready: start..start,
+            damage: None,
         }
     }
 
@@ -104,9 +111,10 @@ impl<'a> Frames<'a> {
         self.done = false;
     }
 
-    /// Reads the batch at `self.at` to its end and marks it `ready`, or
-    /// says where and why it stops short; `None` once the bytes end.
-    fn read_batch(&mut self) -> Option<Result<(), BadFrame>> {
+    /// Reads the batch at `self.at` to its end and marks its frames ready;
+    /// on damage, marks the frames before it ready when valid frames follow
+    /// it, and keeps the damage. False once the bytes end.
+    fn read_batch(&mut self) -> bool {
         let start = self.at;
         while self.at < self.buf.len() {
             let defect = match decode_frame(&self.buf[self.at..]) {
@@ -116,30 +124,43 @@ impl<'a> Frames<'a> {
                         continue;
                     }
                     self.ready = start..self.at;
-                    return Some(Ok(()));
+                    return true;
                 }
                 Frame::Truncated => FrameDefect::Truncated,
                 Frame::Invalid(defect) => defect,
             };
-            let bad = BadFrame {
-                offset: start,
-                defect: if self.at > start {
-                    FrameDefect::UnfinishedBatch
-                } else {
-                    defect
-                },
-                resume: find_next_frame(self.buf, self.at + 1),
-            };
-            return Some(Err(bad));
+            let resume = find_next_frame(self.buf, self.at + 1);
+            self.damage = Some(if resume.is_some() {
+                self.ready = start..self.at;
+                BadFrame {
+                    offset: self.at,
+                    defect,
+                    resume,
+                }
+            } else {
+                self.unfinished(start, defect)
+            });
+            return true;
         }
         if self.at == start {
-            return None;
+            return false;
         }
-        Some(Err(BadFrame {
+        self.damage = Some(self.unfinished(start, FrameDefect::UnfinishedBatch));
+        true
+    }
+
+    /// The damage where the bytes end, or hold nothing valid any more,
+    /// before the batch that began at `start` does.
+    fn unfinished(&self, start: usize, defect: FrameDefect) -> BadFrame {
+        BadFrame {
             offset: start,
-            defect: FrameDefect::UnfinishedBatch,
+            defect: if self.at > start {
+                FrameDefect::UnfinishedBatch
+            } else {
+                defect
+            },
             resume: None,
-        }))
+        }
     }
 }
 
@@ -155,20 +176,19 @@ impl<'a> Iterator for Frames<'a> {
                 self.ready.start = body_at + body.len();
                 return Some(Ok((at, body)));
             }
-            if self.done {
-                return None;
-            }
-            match self.read_batch() {
-                None => self.done = true,
-                Some(Ok(())) => {}
-                Some(Err(bad)) => match bad.resume {
+            if let Some(bad) = self.damage.take() {
+                match bad.resume {
                     Some(next) if self.skip_damage => self.at = next,
                     _ if self.skip_damage => self.done = true,
                     _ => {
                         self.done = true;
                         return Some(Err(bad));
                     }
-                },
+                }
+            }
+            if self.done || !self.read_batch() {
+                self.done = true;
+                return None;
             }
         }
     }
