@@ -101,7 +101,7 @@ pub enum WalError {
         /// Why it cannot be used.
         reason: &'static str,
     },
-    /// A checkpoint of that name exists; it is never replaced.
+    /// A checkpoint of that name exists, or is being made; it is never replaced.
     #[error("a checkpoint named {name:?} exists")]
     CheckpointExists {
         /// The name given.

@@ -1,13 +1,16 @@
 //! The filesystem seam of the log: every write, sync, truncation and
 //! deletion goes through [`FileSystem`], so tests can make the disk fill up or
-//! an fsync fail at a chosen moment. Reads go to the real files directly.
+//! an fsync fail at a chosen moment. So do the whole-file reads of
+//! checkpoints, so tests can hold one at a known point; the reads of records
+//! (mapped segments, `pread` of the active one) go to the files directly.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// A file the log writes to.
 pub trait WritableFile: Send {
@@ -35,6 +38,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Deletes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Opens a file to read it from the start, as a checkpoint reads the
+    /// segments it checksums and copies.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(path)?))
+    }
 }
 
 /// The operating system's filesystem.
@@ -107,6 +115,69 @@ pub struct Faults {
     pub fail_next_sync_no_space: bool,
     /// Every write fails with EIO.
     pub fail_writes: bool,
+    /// Files opened with [`FileSystem::open_read`] wait at this gate before
+    /// their first byte is read.
+    pub hold_reads: Option<Gate>,
+}
+
+/// Where a [`FaultyFs`] holds threads until the test opens it, so that the
+/// test can act while they are at a known point.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    state: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    arrived: usize,
+    open: bool,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits up to `timeout` for a thread to arrive at the gate; whether one did.
+    pub fn wait_for_arrival(&self, timeout: Duration) -> bool {
+        let (lock, changed) = &*self.state;
+        let state = lock.lock().expect("gate lock");
+        let (state, _) = changed
+            .wait_timeout_while(state, timeout, |s| s.arrived == 0)
+            .expect("gate lock");
+        state.arrived > 0
+    }
+
+    /// Lets the threads at the gate through, and every later one.
+    pub fn open(&self) {
+        let (lock, changed) = &*self.state;
+        lock.lock().expect("gate lock").open = true;
+        changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let (lock, changed) = &*self.state;
+        let mut state = lock.lock().expect("gate lock");
+        state.arrived += 1;
+        changed.notify_all();
+        drop(changed.wait_while(state, |s| !s.open).expect("gate lock"));
+    }
+}
+
+/// A file read through a [`FaultyFs`], held at its gate before the first byte.
+struct HeldReader {
+    inner: File,
+    gate: Option<Gate>,
+}
+
+impl Read for HeldReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(gate) = self.gate.take() {
+            gate.pass();
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl Faults {
@@ -205,5 +276,12 @@ impl FileSystem for FaultyFs {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         RealFs.remove_file(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        let gate = self.faults.lock().expect("faults lock").hold_reads.clone();
+        Ok(Box::new(HeldReader {
+            inner: File::open(path)?,
+            gate,
+        }))
     }
 }

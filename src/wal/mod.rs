@@ -461,6 +461,7 @@ impl Wal {
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| WalError::io("create directory", &wal_dir, e))?;
         let lock = lock_data_dir(&data_dir)?;
+        checkpoint::remove_unfinished(&data_dir);
         let (mut segments, mut report) =
             recovery::recover(&wal_dir, options.fs.as_ref(), options.recovery)?;
         if segments.is_empty() {
