@@ -1,12 +1,17 @@
 //! Prometheus metrics: one registry and every handle, owned here and shared
 //! through the API state; no globals. Queue and log figures are read from
-//! the broker at each scrape, so they cannot drift from the truth.
+//! the broker at each scrape, so they cannot drift from the truth, and the
+//! series of a queue that no longer exists are dropped at that scrape.
+//! Histogram bounds are round figures (`le="0.0025"`), which a reader of
+//! the exposition can take in at a glance and a query can name.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -16,6 +21,27 @@ use crate::broker::{Broker, QueueStats};
 use crate::wal::WalObserver;
 use crate::worker::{DeliveryObserver, Outcome};
 
+/// Seconds at 1, 2.5 and 5 times each power of ten; each histogram of
+/// durations takes the stretch of it that fits what it measures.
+const SECONDS: [f64; 22] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
+];
+
+/// Records per group commit, at 1, 2 and 5 times each power of ten: a
+/// count, so no bound falls between two whole numbers.
+const RECORDS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// The bounds of [`SECONDS`] from `first` to `last`, both included.
+fn seconds(first: f64, last: f64) -> Vec<f64> {
+    SECONDS
+        .into_iter()
+        .filter(|&b| (first..=last).contains(&b))
+        .collect()
+}
+
 /// Every metric the broker exports.
 pub struct Metrics {
     registry: Registry,
@@ -23,7 +49,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     fsync_seconds: Histogram,
     commit_records: Histogram,
-    queue_events: IntGaugeVec,
+    queue_depth: IntGaugeVec,
     queue_utilization: prometheus::GaugeVec,
     queue_totals: IntCounterVec,
     wal_segments: IntGauge,
@@ -53,8 +79,13 @@ impl Metrics {
             &["method", "route", "status"],
         ));
         let http_duration = must(HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer a request")
-                .buckets(prometheus::exponential_buckets(0.0001, 2.5, 14).expect("buckets")),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer a request. Long polls (lease with wait_ms > 0) are \
+                 left out, as their time is mostly the wait the client asked for; \
+                 http_requests_total counts them",
+            )
+            .buckets(seconds(0.0001, 10.0)),
             &["method", "route"],
         ));
         let fsync_seconds = must(Histogram::with_opts(
@@ -62,17 +93,23 @@ impl Metrics {
                 "event_broker_wal_fsync_seconds",
                 "Duration of one fdatasync",
             )
-            .buckets(prometheus::exponential_buckets(0.00005, 2.0, 14).expect("buckets")),
+            .buckets(seconds(0.00005, 1.0)),
         ));
         let commit_records = must(Histogram::with_opts(
             HistogramOpts::new(
                 "event_broker_wal_records_per_commit",
                 "Records written by one group commit",
             )
-            .buckets(prometheus::exponential_buckets(1.0, 2.0, 14).expect("buckets")),
+            .buckets(RECORDS.to_vec()),
         ));
-        let queue_events = must(IntGaugeVec::new(
-            Opts::new("event_broker_queue_events", "Events of a queue by state"),
+        // Not `event_broker_queue_events`: beside the counter
+        // `event_broker_queue_events_total`, a gauge of that name reads as
+        // the counter's base name.
+        let queue_depth = must(IntGaugeVec::new(
+            Opts::new(
+                "event_broker_queue_depth",
+                "Events a queue holds now, by state: ready, delayed, in_flight, dead",
+            ),
             &["queue", "state"],
         ));
         let queue_utilization = must(prometheus::GaugeVec::new(
@@ -110,7 +147,8 @@ impl Metrics {
                 "event_broker_webhook_duration_seconds",
                 "Time from lease to ack or nack of one webhook delivery",
             )
-            .buckets(prometheus::exponential_buckets(0.0005, 2.5, 14).expect("buckets")),
+            // Past the longest webhook timeout, 300 s.
+            .buckets(seconds(0.001, 500.0)),
             &["queue"],
         ));
         let cpu_seconds = must(prometheus::Counter::new(
@@ -153,7 +191,7 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(fsync_seconds.clone()),
             Box::new(commit_records.clone()),
-            Box::new(queue_events.clone()),
+            Box::new(queue_depth.clone()),
             Box::new(queue_utilization.clone()),
             Box::new(queue_totals.clone()),
             Box::new(wal_segments.clone()),
@@ -177,7 +215,7 @@ impl Metrics {
             http_duration,
             fsync_seconds,
             commit_records,
-            queue_events,
+            queue_depth,
             queue_utilization,
             queue_totals,
             wal_segments,
@@ -194,22 +232,24 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request; `route` is the route template, never the raw path.
-    pub fn request(&self, method: &str, route: &str, status: &str, took: Duration) {
+    /// Counts one answered request; `route` is the route template, never
+    /// the raw path. `took` is `None` for a long poll, which the duration
+    /// histogram leaves out.
+    pub fn request(&self, method: &str, route: &str, status: &str, took: Option<Duration>) {
         self.http_requests
             .with_label_values(&[method, route, status])
             .inc();
-        self.http_duration
-            .with_label_values(&[method, route])
-            .observe(took.as_secs_f64());
+        if let Some(took) = took {
+            self.http_duration
+                .with_label_values(&[method, route])
+                .observe(took.as_secs_f64());
+        }
     }
 
     /// The text exposition of every metric, read from `broker` now;
     /// `ready` is what readiness would answer.
     pub fn render(&self, broker: &Broker, ready: bool) -> String {
-        for q in broker.queues() {
-            self.queue(&q);
-        }
+        self.queues(&broker.queues());
         let wal = broker.wal().status();
         self.wal_segments.set(wal.segments as i64);
         self.wal_bytes.set(wal.bytes as i64);
@@ -228,11 +268,31 @@ impl Metrics {
             self.cpu_seconds
                 .inc_by((cpu - self.cpu_seconds.get()).max(0.0));
         }
+        self.encode()
+    }
+
+    /// The text exposition of the registry as it stands.
+    fn encode(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Sets the series of each queue in `queues` (every queue there is) and
+    /// drops those of queues not among them.
+    fn queues(&self, queues: &[QueueStats]) {
+        for q in queues {
+            self.queue(q);
+        }
+        let live: HashSet<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+        drop_gone_queues(&self.queue_depth, &live);
+        drop_gone_queues(&self.queue_utilization, &live);
+        drop_gone_queues(&self.queue_totals, &live);
+        drop_gone_queues(&self.oldest_ready_age, &live);
+        drop_gone_queues(&self.webhook_calls, &live);
+        drop_gone_queues(&self.webhook_seconds, &live);
     }
 
     fn queue(&self, q: &QueueStats) {
@@ -243,7 +303,7 @@ impl Metrics {
             ("in_flight", q.in_flight),
             ("dead", q.dead),
         ] {
-            self.queue_events
+            self.queue_depth
                 .with_label_values(&[name, state])
                 .set(n as i64);
         }
@@ -266,6 +326,25 @@ impl Metrics {
             // Totals only grow: the counter catches up by the difference.
             let counter = self.queue_totals.with_label_values(&[name, event]);
             counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+}
+
+/// Removes from `vec` every label set whose `queue` is not in `live`. The
+/// label sets are read back from the vector itself, so that series made
+/// between scrapes (webhook calls) go too.
+fn drop_gone_queues<T: MetricVecBuilder>(vec: &MetricVec<T>, live: &HashSet<&str>) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels.get("queue").is_some_and(|q| !live.contains(q)) {
+                // An error means a scrape at the same time removed it first.
+                let _already_gone = vec.remove(&labels);
+            }
         }
     }
 }
@@ -340,6 +419,121 @@ impl DeliveryObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats(name: &str) -> QueueStats {
+        QueueStats {
+            name: name.to_string(),
+            ready: 1,
+            ..QueueStats::default()
+        }
+    }
+
+    fn failed() -> Outcome {
+        Outcome {
+            id: 1,
+            attempt: 1,
+            status: Some(500),
+            error: Some("webhook answered 500".into()),
+        }
+    }
+
+    /// Whether `bound` is 1, 2, 2.5 or 5 times a power of ten, as written.
+    fn is_round(bound: &str) -> bool {
+        let digits: String = bound.chars().filter(|c| c.is_ascii_digit()).collect();
+        let significant = digits.trim_start_matches('0').trim_end_matches('0');
+        ["1", "2", "25", "5"].contains(&significant)
+    }
+
+    #[test]
+    fn every_histogram_bound_is_a_round_figure() {
+        let metrics = Metrics::new(10);
+        let took = Duration::from_millis(3);
+        metrics.request("POST", "/api/queues/{queue}/events", "201", Some(took));
+        metrics.synced(took);
+        metrics.committed(3, 100);
+        metrics.delivered("q", &failed(), took);
+        let text = metrics.encode();
+        let bounds: Vec<&str> = text
+            .split("le=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|&b| b != "+Inf")
+            .collect();
+        assert!(bounds.len() > 40, "{text}");
+        for bound in bounds {
+            assert!(is_round(bound), "le=\"{bound}\" is not a round figure");
+        }
+        assert!(text.contains(r#"le="0.00025""#), "{text}");
+        assert!(text.contains(r#"le="10""#), "{text}");
+    }
+
+    #[test]
+    fn a_long_poll_is_counted_but_not_timed() {
+        let metrics = Metrics::new(10);
+        let route = "/api/queues/{queue}/lease";
+        metrics.request("POST", route, "200", None);
+        metrics.request("POST", route, "200", Some(Duration::from_millis(1)));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"http_requests_total{method="POST",route="/api/queues/{queue}/lease",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_count{method="POST",route="/api/queues/{queue}/lease"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn queue_counts_are_a_depth_gauge_apart_from_the_totals_counter() {
+        let metrics = Metrics::new(10);
+        metrics.queues(&[stats("orders")]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE event_broker_queue_depth gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"event_broker_queue_depth{queue="orders",state="ready"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE event_broker_queue_events_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("event_broker_queue_events{"), "{text}");
+    }
+
+    #[test]
+    fn a_queue_that_is_gone_loses_its_series_at_the_next_scrape() {
+        let metrics = Metrics::new(10);
+        metrics.queues(&[stats("kept"), stats("gone")]);
+        metrics.delivered("gone", &failed(), Duration::from_millis(2));
+        metrics.delivered("kept", &failed(), Duration::from_millis(2));
+        let text = metrics.encode();
+        assert!(text.contains(r#"queue="gone""#), "{text}");
+
+        metrics.queues(&[stats("kept")]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"queue="gone""#), "{text}");
+        for family in [
+            "event_broker_queue_depth{",
+            "event_broker_queue_utilization{",
+            "event_broker_queue_events_total{",
+            "event_broker_queue_oldest_ready_age_seconds{",
+            "event_broker_webhook_deliveries_total{",
+            "event_broker_webhook_duration_seconds_count{",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains(r#"queue="kept""#)),
+                "{family} lost the queue still there:\n{text}"
+            );
+        }
+
+        metrics.queues(&[]);
+        assert!(!metrics.encode().contains("queue="));
+    }
 
     #[test]
     fn disk_space_of_a_real_directory_is_some_of_its_size() {

@@ -349,8 +349,8 @@ async fn metrics_are_prometheus_text_with_route_templates_and_queue_figures() {
     let text = String::from_utf8(bytes).unwrap();
     for line in [
         r#"http_requests_total{method="POST",route="/api/queues/{queue}/events",status="201"} 1"#,
-        r#"event_broker_queue_events{queue="q",state="ready"} 1"#,
-        r#"event_broker_queue_events{queue="q",state="in_flight"} 1"#,
+        r#"event_broker_queue_depth{queue="q",state="ready"} 1"#,
+        r#"event_broker_queue_depth{queue="q",state="in_flight"} 1"#,
         r#"event_broker_queue_events_total{event="enqueued",queue="q"} 2"#,
         r#"event_broker_queue_events_total{event="delivered",queue="q"} 1"#,
         r#"event_broker_queue_utilization{queue="q"} 0.4"#,

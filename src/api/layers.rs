@@ -12,6 +12,11 @@ use super::AppState;
 /// The header that carries a request's id, kept from the request when given.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Marks the answer to a long poll, whose time the duration histogram
+/// leaves out: it is mostly the wait the client asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct LongPoll;
+
 /// One line per request (method, route template, status, duration, request
 /// id), the request metrics, and the security headers of every answer: one
 /// layer rather than two, since each layer costs every request a clone of
@@ -26,9 +31,13 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
     let took = started.elapsed();
     let status = response.status();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .metrics
-        .request(method.as_str(), route, status.as_str(), took);
+    let timed = response.extensions().get::<LongPoll>().is_none();
+    state.metrics.request(
+        method.as_str(),
+        route,
+        status.as_str(),
+        timed.then_some(took),
+    );
     tracing::info!(
         method = %method,
         route,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{Described, JsonBytes};
 use super::explain::{Field, Rule};
+use super::layers::LongPoll;
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState, MAX_WAIT};
@@ -88,7 +89,11 @@ pub(crate) async fn lease(
         .map(|d| EventJson::of(d, true))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::damaged)?;
-    Ok(Json(LeaseOut { events }).into_response())
+    let mut response = Json(LeaseOut { events }).into_response();
+    if !wait.is_zero() {
+        response.extensions_mut().insert(LongPoll);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
