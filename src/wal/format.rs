@@ -105,8 +105,9 @@ pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) {
 /// Panics if `body` is longer than [`MAX_BODY_LEN`]; callers check first.
 pub fn start_frame(body: &[u8], out: &mut Vec<u8>) {
     assert!(body.len() <= MAX_BODY_LEN, "frame body over MAX_BODY_LEN");
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    head[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
     out.extend_from_slice(body);
 }
 
