@@ -12,7 +12,7 @@
 //!                 a state machine applied from log records. Knows queues, not HTTP.
 //! wal             segmented log: framing, group commit, recovery, reads,
 //!                 deletion of old segments, checkpoints. Knows bytes, not queues.
-//! config, clock, metrics, shutdown   shared by the layers above
+//! config, clock, metrics, shutdown, log_*   shared by the layers above
 //! ```
 
 pub mod api;
@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod event_json;
 pub mod log_format;
+pub mod log_throttle;
 pub mod log_writer;
 pub mod metrics;
 pub mod shutdown;

@@ -2,6 +2,7 @@
 //! the broker (recovering its log), then serve.
 
 use std::hash::BuildHasher;
+use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -93,7 +94,8 @@ fn init_tracing(config: &Config) -> Option<FlushGuard> {
         .with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.event_format(JsonLines).init(),
-        LogFormat::Pretty => builder.init(),
+        // Colour codes only for a person at a terminal, not in a file or a journal.
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     guard
 }
@@ -119,7 +121,8 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .iter()
         .map(|(k, v)| ((*k).to_string(), v.clone().into()))
         .collect();
-    tracing::info!(config = %serde_json::Value::Object(fields), "starting");
+    // Under `json.`, the JSON format writes it as an object, not a string.
+    tracing::info!(json.config = %serde_json::Value::Object(fields), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.http_threads as usize)
         .enable_all()
@@ -193,21 +196,13 @@ async fn run(
     let pool = WorkerPool::new(state.broker.clone(), Some(state.metrics.clone()))
         .context("starting the webhook client")?;
     let workers = tokio::spawn(pool.run(shutdown.clone()));
-    let limited = state.limiter.is_some();
-    let app = api::router(state);
+    // With each connection's address, for the request log and the rate limit.
+    let app = api::ClientAddrs::new(api::router(state));
     let stop = shutdown.clone().cancelled_owned();
     let server = async move {
-        if limited {
-            // With each connection's address, so the rate limit is per client.
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        } else {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
     };
     let drained = async {
         server.await.context("serving HTTP")?;

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::layers::ErrorCode;
 use crate::broker::BrokerError;
 
 /// Seconds a client is told to wait before retrying an enqueue on a full queue.
@@ -121,6 +122,7 @@ impl IntoResponse for ApiError {
             body["results"] = results;
         }
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

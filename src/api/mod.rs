@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod body;
+mod client_addr;
 pub mod error;
 mod events;
 mod explain;
@@ -34,6 +35,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::broker::Broker;
 use crate::metrics::Metrics;
+pub use client_addr::ClientAddrs;
 pub use error::ApiError;
 pub use ops::recovering_router;
 

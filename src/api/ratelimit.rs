@@ -2,17 +2,18 @@
 //! `RATE_LIMIT_WINDOW_MS` for each client address, with governor's GCRA
 //! (a burst of the whole allowance, refilled evenly over the window).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::client_addr::client_addr;
 use super::ApiError;
 
 /// Limits per client address.
@@ -38,10 +39,7 @@ pub async fn limit(
         return Ok(next.run(req).await);
     }
     // Without a connection address every request is one client.
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = client_addr(&req).map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     match limiter.check_key(&client) {
         Ok(()) => Ok(next.run(req).await),
         Err(not_until) => {

@@ -30,6 +30,7 @@
 mod backoff;
 mod cleanup;
 mod consume;
+mod dead_log;
 mod delivery;
 mod dlq;
 mod error;
@@ -167,6 +168,8 @@ struct Core {
     next_id: u64,
     /// Idempotency keys of enqueues being written, with whoever waits on them.
     pending_keys: HashMap<(u32, Box<str>), Vec<oneshot::Sender<()>>>,
+    /// When each queue last logged a dead-lettering.
+    dead_log: dead_log::DeadLog,
 }
 
 impl Shared {
@@ -281,6 +284,7 @@ impl Broker {
             next_id: state.next_id,
             state,
             pending_keys: HashMap::new(),
+            dead_log: dead_log::DeadLog::default(),
         };
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
@@ -382,7 +386,7 @@ impl Broker {
         let (tx, rx) = oneshot::channel();
         let shared = self.shared.clone();
         let done = Box::new(move |result: Result<Vec<crate::wal::Position>, WalError>| {
-            let (answer, woken) = {
+            let (answer, woken, dead) = {
                 let mut core = shared.lock();
                 match result {
                     Ok(positions) => {
@@ -392,13 +396,18 @@ impl Broker {
                             .zip(&positions)
                             .filter_map(|(record, pos)| core.state.apply(record, pos, wall))
                             .collect();
-                        let answer = finish(&mut core, Ok(()));
-                        (answer, core.ready_queues(touched))
+                        let core = &mut *core;
+                        let dead = core.dead_log.lines(&core.state, &kept, shared.clock.now());
+                        let answer = finish(core, Ok(()));
+                        (answer, core.ready_queues(touched), dead)
                     }
-                    Err(e) => (finish(&mut core, Err(e.into())), Vec::new()),
+                    Err(e) => (finish(&mut core, Err(e.into())), Vec::new(), Vec::new()),
                 }
             };
             shared.wake(&woken);
+            for line in &dead {
+                line.write();
+            }
             let _asker_gone = tx.send(answer);
         });
         if let Err(refused) = self.wal.submit(batch, done) {

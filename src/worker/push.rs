@@ -1,6 +1,6 @@
 //! One subscription's delivery loop: lease an event, POST it, ack or nack.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{DeliveryObserver, Signer};
 use crate::broker::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
 use crate::event_json::EventJson;
+use crate::log_throttle::Throttle;
 
 /// How long one lease request waits for an event before asking again.
 const POLL: Duration = Duration::from_secs(30);
@@ -38,6 +39,8 @@ pub(super) struct Pusher {
     timeout: Duration,
     signer: Option<Signer>,
     observer: Option<Arc<dyn DeliveryObserver>>,
+    /// When this queue's tasks last logged a failed call.
+    failures: Mutex<Throttle>,
 }
 
 impl Pusher {
@@ -61,6 +64,7 @@ impl Pusher {
             timeout: Duration::from_millis(subscription.timeout_ms),
             signer,
             observer,
+            failures: Mutex::new(Throttle::default()),
         })
     }
 
@@ -97,6 +101,9 @@ impl Pusher {
             Ok(body) => self.post(&event, body).await,
             Err(e) => (None, Some(format!("the stored event is not JSON: {e}"))),
         };
+        if let Some(why) = &error {
+            self.log_failure(&event, status, why);
+        }
         let receipts = [event.receipt.to_string()];
         let settled = match &error {
             None => self.broker.ack(&self.queue, &receipts),
@@ -130,6 +137,26 @@ impl Pusher {
             };
             observer.delivered(&self.queue, &outcome, started.elapsed());
         }
+    }
+
+    /// One line for a failed call, at most one a second for the queue.
+    fn log_failure(&self, event: &Delivery, status: Option<u16>, why: &str) {
+        let now = self.broker.clock().now();
+        // A panic while admitting leaves a count, not broken invariants.
+        let mut throttle = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(suppressed) = throttle.admit(now) else {
+            return;
+        };
+        drop(throttle);
+        tracing::warn!(
+            queue = %self.queue,
+            id = event.id,
+            attempt = event.attempt,
+            status,
+            error = why,
+            suppressed,
+            "webhook delivery failed"
+        );
     }
 
     /// POSTs one event; the subscriber's status and the failure, if any.

@@ -1,0 +1,146 @@
+//! A log line for each event moved to a dead-letter queue, once its `Dead`
+//! record is durable, whether a nack or an expired lease killed it; held
+//! back to one a second per queue ([`Throttle`]). Recovery replays `Dead`
+//! records without this: it logs what it found, not what happened earlier.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::record::Record;
+use super::state::State;
+use crate::log_throttle::Throttle;
+
+/// The throttle of each queue, by its index in the state.
+#[derive(Debug, Default)]
+pub(super) struct DeadLog {
+    throttles: HashMap<u32, Throttle>,
+}
+
+/// A dead-lettering to log once the state is unlocked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DeadLine {
+    queue: Arc<str>,
+    id: u64,
+    failures: u32,
+    error: Option<String>,
+    /// Lines of the queue held back since its last one.
+    suppressed: u64,
+}
+
+impl DeadLog {
+    /// The lines for the `Dead` records among `records`, just applied to
+    /// `state` at `now`: as many as the queues' throttles let through.
+    pub fn lines(&mut self, state: &State, records: &[Record<'_>], now: Instant) -> Vec<DeadLine> {
+        let mut lines = Vec::new();
+        for record in records {
+            let Record::Dead {
+                id,
+                failures,
+                error,
+                ..
+            } = record
+            else {
+                continue;
+            };
+            let Some(event) = state.events.get(id) else {
+                continue;
+            };
+            let throttle = self.throttles.entry(event.queue).or_default();
+            if let Some(suppressed) = throttle.admit(now) {
+                lines.push(DeadLine {
+                    queue: state.queues[event.queue as usize].name.clone(),
+                    id: *id,
+                    failures: *failures,
+                    error: error.as_deref().map(str::to_string),
+                    suppressed,
+                });
+            }
+        }
+        lines
+    }
+}
+
+impl DeadLine {
+    /// Writes the line.
+    pub fn write(&self) {
+        tracing::warn!(
+            queue = %self.queue,
+            id = self.id,
+            failures = self.failures,
+            error = self.error.as_deref(),
+            suppressed = self.suppressed,
+            "event dead-lettered"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::queue::Status;
+    use crate::broker::state::Event;
+
+    fn state_with_dead(queues: &[&str], events: &[(u64, usize)]) -> State {
+        let mut state = State::new(0, 0);
+        for name in queues {
+            state.intern(name);
+        }
+        for &(id, q) in events {
+            let event = Event {
+                segment: 0,
+                offset: 0,
+                time: 0,
+                len: 0,
+                failures: 3,
+                queue: q as u32,
+                status: Status::Dead,
+            };
+            state.events.insert(id, event);
+        }
+        state
+    }
+
+    fn dead(id: u64) -> Record<'static> {
+        Record::Dead {
+            id,
+            failures: 3,
+            dead_at: 0,
+            error: Some(Cow::Borrowed("webhook answered 500")),
+        }
+    }
+
+    #[test]
+    fn one_line_a_second_per_queue_counting_those_held_back() {
+        let state = state_with_dead(&["a", "b"], &[(1, 0), (2, 0), (3, 1), (4, 0)]);
+        let start = Instant::now();
+        let mut log = DeadLog::default();
+        let records = [dead(1), dead(2), dead(3), Record::Ack { ids: vec![9] }];
+        let lines = log.lines(&state, &records, start);
+        let ids: Vec<(&str, u64, u64)> = lines
+            .iter()
+            .map(|l| (&*l.queue, l.id, l.suppressed))
+            .collect();
+        assert_eq!(ids, [("a", 1, 0), ("b", 3, 0)]);
+        assert_eq!(lines[0].error.as_deref(), Some("webhook answered 500"));
+
+        let later = start + Duration::from_secs(1);
+        let lines = log.lines(&state, &[dead(4)], later);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].id, lines[0].suppressed),
+            (4, 1),
+            "event 2 was held back"
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_event_no_longer_there_writes_no_line() {
+        let state = state_with_dead(&["a"], &[]);
+        let lines = DeadLog::default().lines(&state, &[dead(1)], Instant::now());
+        assert!(lines.is_empty());
+    }
+}
