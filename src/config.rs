@@ -47,47 +47,69 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The settings as given, before checking.
+/// Where the broker listens, as given: the settings of `serve` that
+/// `healthcheck` reads too.
 #[derive(Debug, Clone, Args)]
-pub struct RawConfig {
-    /// PORT: TCP port of the HTTP API; default 3000, 1..=65535.
+pub struct RawAddr {
+    /// TCP port of the HTTP API: 1..=65535.
     #[arg(long, env = "PORT", default_value = "3000")]
     pub port: String,
-    /// BIND_ADDR: IP address to listen on; default 0.0.0.0, any IPv4 or IPv6 address.
+    /// IP address the HTTP API listens on: any IPv4 or IPv6 address.
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
     pub bind_addr: String,
+}
+
+impl RawAddr {
+    /// Checks both values: `BIND_ADDR` and `PORT` as a socket address.
+    pub fn validate(&self) -> Result<SocketAddr, ConfigError> {
+        Ok(SocketAddr::new(
+            ip_addr("BIND_ADDR", &self.bind_addr)?,
+            in_range("PORT", &self.port, 1..=65_535)?,
+        ))
+    }
+}
+
+/// The settings of `serve` as given, before checking. Each flag's help
+/// names its variable and default once (clap adds `[env: ...]` and
+/// `[default: ...]`), so the doc lines say only what the value means and
+/// what is allowed.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// Where the HTTP API listens.
+    #[command(flatten)]
+    pub addr: RawAddr,
     /// Directory holding the log, checkpoints and the lock file.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: String,
-    /// QUEUE_MAX_SIZE: events not yet acked per queue; default 100000, 1..=100000000.
+    /// Events not yet acked per queue: 1..=100000000.
     #[arg(long, env = "QUEUE_MAX_SIZE", default_value = "100000")]
     pub queue_max_size: String,
-    /// WORKER_COUNT: push-delivery workers; default 8, 1..=1024.
+    /// Push-delivery workers: 1..=1024.
     #[arg(long, env = "WORKER_COUNT", default_value = "8")]
     pub worker_count: String,
-    /// HTTP_THREADS: threads that serve HTTP (and run webhook deliveries and
-    /// the reaper); default `auto`, one per core but one, at least 1; 1..=1024.
+    /// Threads that serve HTTP (and run webhook deliveries and the reaper):
+    /// `auto` (one per core but one, at least 1) or 1..=1024.
     #[arg(long, env = "HTTP_THREADS", default_value = "auto")]
     pub http_threads: String,
-    /// VISIBILITY_TIMEOUT_MS: default lease length; default 30000, 1..=43200000.
+    /// Lease length for a lease that names none, in ms: 1..=43200000.
     #[arg(long, env = "VISIBILITY_TIMEOUT_MS", default_value = "30000")]
     pub visibility_timeout_ms: String,
-    /// MAX_RETRIES: failures after the first before an event is dead; default 10, 0..=1000.
+    /// Failures after the first before an event is dead: 0..=1000.
     #[arg(long, env = "MAX_RETRIES", default_value = "10")]
     pub max_retries: String,
-    /// REAPER_INTERVAL_MS: how often expired leases are reclaimed; default 1000, 10..=3600000.
+    /// How often expired leases are reclaimed, in ms: 10..=3600000.
     #[arg(long, env = "REAPER_INTERVAL_MS", default_value = "1000")]
     pub reaper_interval_ms: String,
-    /// BASE_BACKOFF_MS: delay after the first failure; default 1000, 0..=86400000.
+    /// Delay after the first failure, in ms: 0..=86400000.
     #[arg(long, env = "BASE_BACKOFF_MS", default_value = "1000")]
     pub base_backoff_ms: String,
-    /// MAX_BACKOFF_MS: cap on any retry delay; default 60000, BASE_BACKOFF_MS..=86400000.
+    /// Cap on any retry delay, in ms: BASE_BACKOFF_MS..=86400000.
     #[arg(long, env = "MAX_BACKOFF_MS", default_value = "60000")]
     pub max_backoff_ms: String,
-    /// BACKOFF_MULTIPLIER: growth of the delay per failure; default 2, 1.0..=100.0.
+    /// Growth of the delay per failure: 1.0..=100.0.
     #[arg(long, env = "BACKOFF_MULTIPLIER", default_value = "2")]
     pub backoff_multiplier: String,
-    /// Size at which a new log segment starts, in bytes (65536..=1073741824).
+    /// Size at which a new log segment starts, in bytes: 65536..=1073741824.
     #[arg(long, env = "WAL_SEGMENT_BYTES", default_value = "67108864")]
     pub wal_segment_bytes: String,
     /// When writes are made durable: always | interval:<ms> | never.
@@ -96,38 +118,39 @@ pub struct RawConfig {
     /// Recovery mode for damage that is not a torn tail: strict | skip-corrupt.
     #[arg(long, env = "RECOVER", default_value = "strict")]
     pub recover: String,
-    /// MAX_PAYLOAD_BYTES: largest event payload; default 1048576, 1..=16777216.
+    /// Largest event payload, in bytes: 1..=16777216.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value = "1048576")]
     pub max_payload_bytes: String,
-    /// MAX_BATCH: events per enqueue or lease, receipts per ack; default 1000, 1..=10000.
+    /// Events per enqueue or lease, receipts per ack: 1..=10000.
     #[arg(long, env = "MAX_BATCH", default_value = "1000")]
     pub max_batch: String,
-    /// MAX_REQUEST_BYTES: largest request body, larger ones get 413; default
-    /// 67108864 (64 MiB), 65536..=1073741824 and at least MAX_PAYLOAD_BYTES + 65536.
+    /// Largest request body in bytes, larger ones get 413: 65536..=1073741824
+    /// and at least MAX_PAYLOAD_BYTES + 65536.
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value = "67108864")]
     pub max_request_bytes: String,
-    /// IDEMPOTENCY_WINDOW_MS: how long idempotency keys last; default 300000, 0..=604800000.
+    /// How long idempotency keys last, in ms: 0..=604800000.
     #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value = "300000")]
     pub idempotency_window_ms: String,
-    /// BROKER_TOKEN: bearer token of the API; default unset (no auth), visible ASCII, no spaces.
+    /// Bearer token of the API; unset or empty means no auth: visible ASCII, no spaces.
     #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
     pub broker_token: Option<Secret>,
-    /// ALLOWED_ORIGINS: CORS origins; default unset (no CORS): * or http(s)://host[:port].
+    /// CORS origins; unset means no CORS: a comma list of * or http(s)://host[:port].
     #[arg(long, env = "ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
-    /// ENABLE_RATE_LIMIT: limit requests per client address; default false, true | false.
+    /// Limit requests per client address: true | false.
     #[arg(long, env = "ENABLE_RATE_LIMIT", default_value = "false")]
     pub enable_rate_limit: String,
-    /// RATE_LIMIT_MAX: requests per window and client; default 100, 1..=1000000.
+    /// Requests per window and client: 1..=1000000.
     #[arg(long, env = "RATE_LIMIT_MAX", default_value = "100")]
     pub rate_limit_max: String,
-    /// RATE_LIMIT_WINDOW_MS: length of the rate-limit window; default 60000, 1..=86400000.
+    /// Length of the rate-limit window, in ms: 1..=86400000.
     #[arg(long, env = "RATE_LIMIT_WINDOW_MS", default_value = "60000")]
     pub rate_limit_window_ms: String,
-    /// SHUTDOWN_TIMEOUT_MS: grace for in-flight work on shutdown; default 10000, 0..=600000.
+    /// Grace for in-flight work on shutdown, in ms: 0..=600000.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value = "10000")]
     pub shutdown_timeout_ms: String,
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    /// Log filter: a level (off, error, warn, info, debug, trace) or tracing
+    /// directives that each end in a level (event_broker=debug,tower_http=warn).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Log format: json | pretty.
@@ -243,9 +266,10 @@ impl RawConfig {
                 ),
             ));
         }
+        let addr = self.addr.validate()?;
         Ok(Config {
-            port: in_range("PORT", &self.port, 1..=65_535)?,
-            bind_addr: ip_addr("BIND_ADDR", &self.bind_addr)?,
+            port: addr.port(),
+            bind_addr: addr.ip(),
             data_dir: non_empty("DATA_DIR", &self.data_dir)?.into(),
             queue_max_size: in_range("QUEUE_MAX_SIZE", &self.queue_max_size, 1..=100_000_000)?,
             worker_count: in_range("WORKER_COUNT", &self.worker_count, 1..=1024)?,
@@ -550,16 +574,48 @@ fn is_origin(entry: &str) -> bool {
     matches!(host, Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
 }
 
+/// `LOG_LEVEL`: what `EnvFilter` takes, but every directive must end in a
+/// level. `EnvFilter` reads a bare word that is not a level (`warning`,
+/// `loud`) as a target to log at every level, which leaves the broker's own
+/// lines out: a typo would silence the log instead of being reported.
 fn log_level(value: &str) -> Result<String, ConfigError> {
+    let refused = |why: String| {
+        invalid(
+            "LOG_LEVEL",
+            value,
+            format!(
+                "expected a level (off, error, warn, info, debug, trace) or comma-separated \
+                 directives that each end in one, such as event_broker=debug,tower_http=warn{why}"
+            ),
+        )
+    };
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(refused(String::new()));
+    }
+    if let Some(bad) = directives.iter().find(|d| !ends_in_level(d)) {
+        return Err(refused(format!("; {bad:?} names no level")));
+    }
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| value.to_string())
-        .map_err(|e| {
-            invalid(
-                "LOG_LEVEL",
-                value,
-                format!("expected a level or tracing directives ({e})"),
-            )
-        })
+        .map_err(|e| refused(format!(" ({e})")))
+}
+
+/// `info`, `event_broker=debug`, `event_broker[request]=trace`.
+fn ends_in_level(directive: &str) -> bool {
+    let level = match directive.rsplit_once('=') {
+        Some((target, level)) if !target.is_empty() => level,
+        Some(_) => return false,
+        None => directive,
+    };
+    level
+        .trim()
+        .parse::<tracing_subscriber::filter::LevelFilter>()
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -915,6 +971,38 @@ mod tests {
         assert_eq!(limits.max_payload_bytes, 4096);
         assert_eq!(limits.max_batch, 7);
         assert_eq!(limits.idempotency_window_ms, 0);
+    }
+
+    #[test]
+    fn a_log_level_that_names_no_level_is_refused() {
+        let cases = [
+            ("warning", "\"warning\" names no level"),
+            ("loud", "\"loud\" names no level"),
+            ("event_broker=loud", "\"event_broker=loud\" names no level"),
+            ("=debug", "\"=debug\" names no level"),
+            ("info,verbose", "\"verbose\" names no level"),
+            (" , ", "such as event_broker=debug,tower_http=warn"),
+        ];
+        for (value, why) in cases {
+            let err = rejected(&[("LOG_LEVEL", value)]);
+            assert_eq!((err.name, err.value.as_str()), ("LOG_LEVEL", value));
+            assert!(
+                err.allowed
+                    .starts_with("expected a level (off, error, warn, info, debug, trace)"),
+                "{}",
+                err.allowed
+            );
+            assert!(err.allowed.ends_with(why), "{value}: {}", err.allowed);
+        }
+        for value in [
+            "info",
+            "WARN",
+            "off",
+            "event_broker=debug,tower_http=warn",
+            "warn,event_broker::api=trace",
+        ] {
+            assert_eq!(with(&[("LOG_LEVEL", value)]).unwrap().log_level, value);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::hash::BuildHasher;
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use event_broker::api::{self, ratelimit, AppParts, AppState};
 use event_broker::bench::{self, BenchArgs};
 use event_broker::broker::{inspect, Broker, BrokerOptions};
 use event_broker::clock::{Clock, SystemClock};
-use event_broker::config::{Config, LogFormat, RawConfig};
+use event_broker::config::{Config, ConfigError, LogFormat, RawAddr, RawConfig};
 use event_broker::log_format::JsonLines;
 use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
@@ -29,55 +30,111 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A durable event queue broker.
 #[derive(Debug, Parser)]
-#[command(name = "event-broker", version, about)]
+#[command(
+    name = "event-broker",
+    version,
+    about,
+    // Settings before a subcommand belong to the default `serve`; given to
+    // another command, they would be read by nothing, silently.
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    #[command(flatten)]
-    config: RawConfig,
+    /// The settings of `serve`, for when no command is named.
+    #[command(flatten, next_help_heading = "Options of serve (the default command)")]
+    serve: RawConfig,
 }
 
+/// Each command reads only its own settings, from its flags and variables.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Recover the log in DATA_DIR and serve the HTTP API (the default command).
-    Serve,
+    Serve(Box<RawConfig>),
     /// Exit 0 when the broker on PORT answers ready, 1 otherwise (for container health checks).
-    Healthcheck,
+    Healthcheck(RawAddr),
     /// Check every frame of a log, read-only, and count its events per queue;
     /// exit 1 on damage. Safe on a data directory a broker is using.
     Verify {
-        /// A data directory (holding wal/; DATA_DIR when left out), a
-        /// checkpoint (holding manifest.json), or an unpacked backup archive.
-        dir: Option<std::path::PathBuf>,
+        /// A data directory (holding wal/), a checkpoint (holding
+        /// manifest.json), or an unpacked backup archive.
+        #[arg(env = "DATA_DIR", default_value = "./data")]
+        dir: PathBuf,
     },
     /// Drive a running broker over HTTP with a workload and report throughput and latency.
     Bench(BenchArgs),
 }
 
+/// Exit code of a setting that is not allowed, as for a usage error.
+const EXIT_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.config.validate() {
+    match cli.command {
+        None => serve_command(&cli.serve),
+        Some(Command::Serve(raw)) => serve_command(&raw),
+        Some(Command::Healthcheck(addr)) => match addr.validate() {
+            Ok(addr) => tool(healthcheck(addr)),
+            Err(e) => refuse(&e),
+        },
+        Some(Command::Verify { dir }) => tool(verify(&dir)),
+        Some(Command::Bench(args)) => run_bench(args),
+    }
+}
+
+fn refuse(e: &ConfigError) -> ExitCode {
+    eprintln!("event-broker: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The daemon reports a failure once, in its log, where its other lines
+/// go; on stderr only when the log would not show an error.
+fn serve_command(raw: &RawConfig) -> ExitCode {
+    let config = match raw.validate() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("event-broker: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return refuse(&e),
     };
     let _flush_logs_on_exit = init_tracing(&config);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&config),
-        Command::Verify { dir } => verify(dir.as_deref().unwrap_or(&config.data_dir)),
-        Command::Healthcheck => healthcheck(&config),
-        Command::Bench(args) => return run_bench(args),
-    };
-    match result {
+    match serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if tracing::enabled!(tracing::Level::ERROR) => {
+            tracing::error!(error = causes(&e), "event-broker stopped");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "event-broker stopped");
-            eprintln!("event-broker: {e:#}");
+            eprintln!("event-broker: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `healthcheck` and `verify` are tools run from a terminal or a script:
+/// a failure is one plain line on stderr, and they log nothing.
+fn tool(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("event-broker: {}", causes(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, as `{:#}` writes them, but without
+/// a cause whose text its parent already shows: the log's I/O errors name
+/// the OS error in their own message and keep it as their source too.
+fn causes(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn init_tracing(config: &Config) -> Option<FlushGuard> {
@@ -101,6 +158,7 @@ fn init_tracing(config: &Config) -> Option<FlushGuard> {
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {
+    check_data_dir(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new(config.queue_max_size));
     let wal = WalOptions {
         segment_bytes: config.wal_segment_bytes,
@@ -175,6 +233,25 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A DATA_DIR that is a file, or inside one, would fail deep in the log's
+/// setup with the bare "Not a directory" of the OS: name the path in the way.
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let found = dir
+        .ancestors()
+        .find_map(|path| Some((path, std::fs::metadata(path).ok()?)));
+    match found {
+        Some((path, meta)) if !meta.is_dir() && path == dir => {
+            anyhow::bail!("DATA_DIR {} is a file, not a directory", dir.display())
+        }
+        Some((path, meta)) if !meta.is_dir() => anyhow::bail!(
+            "DATA_DIR {}: {} is a file, not a directory",
+            dir.display(),
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Serves until a signal, then shuts down in order: stop accepting, answer
 /// long polls, let requests and webhook calls finish up to `SHUTDOWN_TIMEOUT_MS`,
 /// stop the reaper.
@@ -234,14 +311,14 @@ async fn serve_recovering(
         .context("serving HTTP while recovering")
 }
 
-fn healthcheck(config: &Config) -> anyhow::Result<()> {
-    let host = match config.bind_addr {
+fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let host = match addr.ip() {
         ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
         ip => ip,
     };
     let url = format!(
         "http://{}/api/health/ready",
-        std::net::SocketAddr::new(host, config.port)
+        std::net::SocketAddr::new(host, addr.port())
     );
     let answer = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
@@ -271,7 +348,8 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn verify(dir: &std::path::Path) -> anyhow::Result<()> {
+fn verify(dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.exists(), "{} does not exist", dir.display());
     let found = inspect(dir, SystemClock.unix_ms())
         .with_context(|| format!("verifying {}", dir.display()))?;
     print!("{found}");

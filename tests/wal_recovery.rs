@@ -227,6 +227,49 @@ fn skip_corrupt_opens_reports_the_loss_and_keeps_everything_else() {
 }
 
 #[test]
+fn a_skip_corrupt_open_rewrites_the_damage_away_so_later_strict_opens_succeed() {
+    let (dir, positions, bodies) = written_log(120);
+    let last = *positions.last().unwrap();
+    let in_newest = positions
+        .iter()
+        .rev()
+        .position(|p| p.segment == last.segment && p.seq < last.seq - 1)
+        .map(|back| positions.len() - 1 - back)
+        .unwrap();
+    for i in [3, in_newest] {
+        let victim = positions[i];
+        flip_byte(&segment_path(dir.path(), &victim), victim.offset + 9);
+    }
+    let mut expected = bodies.clone();
+    expected.remove(in_newest);
+    expected.remove(3);
+
+    let mut opts = options(dir.path(), SEGMENT);
+    opts.recovery = RecoveryMode::SkipCorrupt;
+    let (wal, report) = Wal::open(opts).unwrap();
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    drop(wal);
+    for _ in 0..2 {
+        let (wal, report) = Wal::open(options(dir.path(), SEGMENT)).unwrap();
+        assert!(
+            report.skipped.is_empty() && report.torn_tail.is_none(),
+            "{report:?}"
+        );
+        let replayed: Vec<Vec<u8>> = replay_all(&wal).into_iter().map(|(_, b)| b).collect();
+        assert_eq!(replayed, expected);
+        let pos = wal.append(Batch::of(b"after").unwrap()).unwrap()[0];
+        assert_eq!(&*wal.read(&pos).unwrap(), b"after");
+        expected.push(b"after".to_vec());
+    }
+    let left: Vec<_> = fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !name.ends_with(".seg"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn damage_in_the_newest_segment_followed_by_valid_frames_is_corruption_not_a_tear() {
     let (dir, positions, _) = written_log(120);
     let last = positions.last().unwrap();

@@ -70,7 +70,10 @@
 //! reported at the damaged frame, and the whole frames of its batch on
 //! either side are kept: damage of that kind is not an interrupted write, so
 //! no batch of it was ever unacknowledged, and an operator who skips damage
-//! has chosen to keep what can be read.
+//! has chosen to keep what can be read. A segment whose damage was skipped
+//! is then written again with only the frames kept (beside it, then renamed
+//! over it), so the loss is reported once: later starts, strict ones too,
+//! open the log as that one did.
 //!
 //! # Verification
 //!

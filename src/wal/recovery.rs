@@ -113,13 +113,8 @@ fn recover_segment(
     let map = segment::map(&path, file_len)?;
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
     let strict = mode == RecoveryMode::Strict;
-    let found = match scan::scan(bytes, first_seq, newest, strict, &mut |_, _| {}) {
-        Ok(found) => found,
-        Err(HeaderFault::Mismatch { header_seq }) => {
-            return Err(WalError::SegmentNameMismatch { path, header_seq })
-        }
-        Err(HeaderFault::Bad(defect)) => return Err(WalError::BadHeader { path, defect }),
-    };
+    let found = scan::scan(bytes, first_seq, newest, strict, &mut |_, _| {})
+        .map_err(|fault| header_error(&path, fault))?;
     if found.unwritten_header {
         // The segment was being created when the process died: its header
         // never reached the disk, so no record did either.
@@ -159,6 +154,20 @@ fn recover_segment(
         report.torn_tail = Some(lost(&path, torn.offset, torn.until, torn.defect));
     }
     report.bytes += found.frame_bytes;
+    if !found.corrupt.is_empty() {
+        let kept = kept_frames(bytes, first_seq, newest).map_err(|f| header_error(&path, f))?;
+        drop(map);
+        rewrite(fs, &path, &kept)?;
+        tracing::warn!(path = %path.display(), bytes = file_len - kept.len() as u64,
+            "rewrote the segment without the damage it skipped: later starts open it as this one did");
+        return Ok(RecoveredSegment {
+            first_seq,
+            path,
+            len: kept.len() as u64,
+            records: found.records,
+            version: found.version,
+        });
+    }
     if newest && (found.valid_end as u64) < file_len {
         drop(map);
         truncate(fs, &path, found.valid_end as u64)?;
@@ -178,6 +187,60 @@ fn recover_segment(
         records: found.records,
         version: found.version,
     })
+}
+
+/// The segment as skip-corrupt recovery reads it: its header and the frames
+/// it keeps, byte for byte. A frame that damage cut off from the rest of its
+/// batch ends a batch of its own here, as recovery took it.
+fn kept_frames(bytes: &[u8], first_seq: u64, newest: bool) -> Result<Vec<u8>, HeaderFault> {
+    let mut kept = bytes[..HEADER_LEN].to_vec();
+    let mut last: Option<(usize, usize)> = None;
+    let mut keep = |offset: usize, body: &[u8]| {
+        let end = offset + format::frame_len(body.len());
+        if let Some((at, prev_end)) = last {
+            if prev_end != offset {
+                format::finish_frame(&mut kept[at..], false);
+            }
+        }
+        last = Some((kept.len(), end));
+        kept.extend_from_slice(&bytes[offset..end]);
+    };
+    scan::scan(bytes, first_seq, newest, false, &mut keep)?;
+    if let Some((at, _)) = last {
+        format::finish_frame(&mut kept[at..], false);
+    }
+    Ok(kept)
+}
+
+fn header_error(path: &Path, fault: HeaderFault) -> WalError {
+    let path = path.to_path_buf();
+    match fault {
+        HeaderFault::Mismatch { header_seq } => WalError::SegmentNameMismatch { path, header_seq },
+        HeaderFault::Bad(defect) => WalError::BadHeader { path, defect },
+    }
+}
+
+/// Replaces the segment at `path` with `bytes`: written whole beside it,
+/// then renamed over it, so that a crash leaves the old file or the new.
+fn rewrite(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WalError> {
+    let staging = path.with_extension("seg.repair");
+    match fs.remove_file(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(WalError::io("remove", &staging, e))
+        }
+        _ => {}
+    }
+    let mut file = fs
+        .create_new(&staging)
+        .map_err(|e| WalError::io("create", &staging, e))?;
+    file.write_all_at(bytes, 0)
+        .map_err(|e| WalError::io("write", &staging, e))?;
+    file.sync_data()
+        .map_err(|e| WalError::io("fsync", &staging, e))?;
+    drop(file);
+    std::fs::rename(&staging, path).map_err(|e| WalError::io("rename", &staging, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs.sync_dir(dir).map_err(|e| WalError::io("fsync", dir, e))
 }
 
 fn lost(path: &Path, from: usize, until: usize, defect: FrameDefect) -> LostRange {

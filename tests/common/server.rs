@@ -25,28 +25,26 @@ impl Server {
 
     /// [`Server::start`] with more settings, such as `BROKER_TOKEN`.
     pub fn start_with(data_dir: &Path, settings: &[(&str, &str)]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_event-broker"))
-            .env("PORT", port.to_string())
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("DATA_DIR", data_dir)
-            .env("WAL_FSYNC", "always")
-            .env("WAL_SEGMENT_BYTES", "1048576")
-            .env("SHUTDOWN_TIMEOUT_MS", "5000")
-            .env("QUEUE_MAX_SIZE", "1000000")
-            .env("LOG_LEVEL", "info")
-            .env("LOG_FORMAT", "json")
-            .envs(settings.iter().copied())
+        let port = free_port();
+        let mut command = command(data_dir, port);
+        command.envs(settings.iter().copied());
+        Server::spawn(command, port)
+    }
+
+    /// Starts `command`, a broker that is to listen on `port` of 127.0.0.1,
+    /// and returns once it logs that it serves.
+    pub fn spawn(mut command: Command, port: u16) -> Server {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the broker");
         let mut log = BufReader::new(child.stderr.take().unwrap());
-        wait_for_log(&mut log, "serving");
+        let serving = wait_for_log(&mut log, "serving");
+        assert!(
+            serving.contains(&format!("\"addr\":\"127.0.0.1:{port}\"")),
+            "{serving}"
+        );
         // Keep reading, or the broker would block once the pipe is full.
         std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
         let pid = child.id() as i32;
@@ -83,8 +81,34 @@ impl Server {
     }
 }
 
-/// Reads the broker's JSON log until a line with `message`.
-fn wait_for_log(log: &mut impl BufRead, message: &str) {
+/// A port of 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The broker binary with the tests' settings, to serve on `port` of
+/// 127.0.0.1 with its log in `data_dir`; more settings or arguments may be added.
+pub fn command(data_dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_event-broker"));
+    command
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("DATA_DIR", data_dir)
+        .env("WAL_FSYNC", "always")
+        .env("WAL_SEGMENT_BYTES", "1048576")
+        .env("SHUTDOWN_TIMEOUT_MS", "5000")
+        .env("QUEUE_MAX_SIZE", "1000000")
+        .env("LOG_LEVEL", "info")
+        .env("LOG_FORMAT", "json");
+    command
+}
+
+/// Reads the broker's JSON log until a line with `message`; that line.
+pub fn wait_for_log(log: &mut impl BufRead, message: &str) -> String {
     let wanted = format!("\"message\":\"{message}\"");
     let mut line = String::new();
     loop {
@@ -92,7 +116,7 @@ fn wait_for_log(log: &mut impl BufRead, message: &str) {
         let n = log.read_line(&mut line).unwrap();
         assert!(n > 0, "the broker exited before logging {message:?}");
         if line.contains(&wanted) {
-            return;
+            return line;
         }
     }
 }
