@@ -1,12 +1,17 @@
 //! `event-broker bench` against the real broker: each workload, briefly,
 //! with its JSON summary checked against what it was asked to do and
-//! against the broker's own counts of the queue.
+//! against the broker's own counts of the queue; then the runs that cannot
+//! work, refused before any load or failed with their summary, and the
+//! queue each run leaves empty.
 
 mod common;
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use common::server::Server;
+use event_broker::clock::monotonic_now;
 use serde_json::Value;
 
 fn run_bench(url: &str, args: &[&str]) -> Output {
@@ -47,6 +52,24 @@ fn broker_counts(server: &Server, summary: &Value) -> Value {
         .expect("queue counts")
 }
 
+/// Every queue of the broker, from `GET /api/queues`.
+fn queues(server: &Server) -> Vec<Value> {
+    let listed: Value = reqwest::blocking::get(format!("{}/api/queues", server.base))
+        .and_then(|r| r.json())
+        .expect("the queue listing");
+    listed["queues"].as_array().unwrap().clone()
+}
+
+/// Asserts that no bench queue holds an event any more.
+fn no_leftovers(server: &Server) {
+    for queue in queues(server) {
+        if queue["name"].as_str().unwrap().starts_with("bench-") {
+            let held = ["ready", "delayed", "in_flight", "dead"].map(|k| u64_of(&queue, k));
+            assert_eq!(held, [0; 4], "{queue}");
+        }
+    }
+}
+
 fn u64_of(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
@@ -75,12 +98,19 @@ fn produce_stores_exactly_the_events_asked_for_one_by_one_and_in_batches() {
     let s = bench(&server, &["produce", "--count", "2000", "--producers", "4"]);
     check_common(&s, "produce");
     assert_eq!((u64_of(&s, "events"), u64_of(&s, "requests")), (2000, 2000));
-    assert_eq!(u64_of(&broker_counts(&server, &s), "enqueued_total"), 2000);
+    let counts = broker_counts(&server, &s);
+    assert_eq!(u64_of(&counts, "enqueued_total"), 2000);
+    assert_eq!(
+        u64_of(&counts, "acked_total"),
+        2000,
+        "emptied after the run"
+    );
+    no_leftovers(&server);
 
     let s = bench(
         &server,
         &[
-            "produce", "--batch", "50", "--count", "5000", "--size", "100",
+            "produce", "--batch", "50", "--count", "5000", "--size", "100", "--keep",
         ],
     );
     check_common(&s, "produce");
@@ -137,16 +167,12 @@ fn mixed_produces_and_consumes_together_and_reports_the_depth_left() {
         u64_of(&s, "max_rss_bytes") >= u64_of(&s, "broker_rss_bytes"),
         "{s}"
     );
+    assert_eq!(u64_of(&s, "depth"), produced - consumed);
     let counts = broker_counts(&server, &s);
     assert_eq!(u64_of(&counts, "enqueued_total"), produced);
-    assert_eq!(u64_of(&counts, "acked_total"), consumed);
-    let depth = ["ready", "delayed", "in_flight"].map(|k| u64_of(&counts, k));
-    assert_eq!(
-        u64_of(&s, "depth"),
-        depth.iter().sum::<u64>(),
-        "{s} {counts}"
-    );
-    assert_eq!(u64_of(&s, "depth"), produced - consumed);
+    // What the consumers left, the cleanup acked.
+    assert_eq!(u64_of(&counts, "acked_total"), produced, "{counts}");
+    no_leftovers(&server);
 }
 
 #[test]
@@ -167,4 +193,221 @@ fn a_bench_without_a_broker_fails_naming_the_address() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_default_counts_fit_a_broker_with_the_default_queue_max_size() {
+    let max = event_broker::broker::Limits::default().queue_max_size;
+    assert!(event_broker::bench::produce::DEFAULT_COUNT <= max);
+    assert!(event_broker::bench::consume::DEFAULT_PREFILL <= max);
+}
+
+#[test]
+fn consume_with_its_defaults_runs_against_a_broker_with_its_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("QUEUE_MAX_SIZE", "100000")]);
+    let s = bench(&server, &["consume"]);
+    check_common(&s, "consume");
+    let prefill = event_broker::bench::consume::DEFAULT_PREFILL;
+    assert_eq!((u64_of(&s, "acked"), u64_of(&s, "missing")), (prefill, 0));
+    no_leftovers(&server);
+}
+
+#[test]
+fn bench_reads_none_of_the_brokers_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_event-broker"))
+        .args([
+            "bench",
+            "produce",
+            "--count",
+            "10",
+            "--json",
+            "--url",
+            &server.base,
+        ])
+        .env_remove("BROKER_TOKEN")
+        .envs([
+            ("WAL_FSYNC", "bad"),
+            ("PORT", "0"),
+            ("DATA_DIR", "/no/such/dir"),
+            ("QUEUE_MAX_SIZE", "-1"),
+            ("LOG_LEVEL", "loud"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(u64_of(&s, "events"), 10);
+
+    // A broker's setting is no flag of the bench: its target is --url.
+    let out = run_bench(&server.base, &["produce", "--port", "3103"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unexpected argument '--port'"), "{stderr}");
+}
+
+#[test]
+fn a_run_in_which_every_request_fails_exits_1_with_its_summary_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("MAX_PAYLOAD_BYTES", "100")]);
+    let out = run_bench(&server.base, &["produce", "--count", "20", "--size", "200"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    assert_eq!((u64_of(&s, "events"), u64_of(&s, "errors")), (0, 20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("413 Payload Too Large"), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "event-broker bench: every request failed (20 in all; the first are shown above)"
+    );
+}
+
+#[test]
+fn a_queue_name_or_url_the_broker_refuses_stops_the_run_before_any_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = run_bench(&server.base, &["produce", "--queue", "bad name!"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("event-broker bench: the broker refuses the queue \"bad name!\": "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a queue name is 1 to 128 characters"),
+        "{stderr}"
+    );
+
+    let out = run_bench(&format!("{}/api/api", server.base), &["produce"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "event-broker bench: {}/api does not answer as an event-broker: GET /api/status answered 404",
+        server.base
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(queues(&server).is_empty(), "no load was sent");
+}
+
+#[test]
+fn a_url_ending_in_api_reaches_the_same_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for url in [
+        format!("{}/api", server.base),
+        format!("{}/api/", server.base),
+    ] {
+        let out = run_bench(&url, &["produce", "--count", "10"]);
+        assert!(out.status.success(), "{url}: {out:?}");
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (u64_of(&s, "events"), u64_of(&s, "errors")),
+            (10, 0),
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn more_events_than_the_queue_may_hold_are_refused_before_any_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("QUEUE_MAX_SIZE", "100000")]);
+    for (args, flag) in [
+        (&["produce", "--count", "200000"][..], "--count 200000"),
+        (&["consume", "--prefill", "200000"], "--prefill 200000"),
+    ] {
+        let out = run_bench(&server.base, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "event-broker bench: {flag} is more than the broker's QUEUE_MAX_SIZE of 100000"
+        );
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+    assert!(queues(&server).is_empty(), "no load was sent");
+}
+
+#[test]
+fn a_run_of_a_set_duration_into_a_full_queue_ends_on_time_with_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("QUEUE_MAX_SIZE", "300")]);
+    let started = monotonic_now();
+    let out = run_bench(
+        &server.base,
+        &["produce", "--duration", "1s", "--producers", "4"],
+    );
+    let took = monotonic_now() - started;
+    assert!(out.status.success(), "{out:?}");
+    assert!(took < Duration::from_secs(3), "the run took {took:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    assert_eq!(u64_of(&s, "events"), 300, "{s}");
+    assert!(u64_of(&s, "throttled") > 0, "{s}");
+    assert!(s["seconds"].as_f64().unwrap() < 1.5, "{s}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the queue was full (QUEUE_MAX_SIZE)"),
+        "{stderr}"
+    );
+    assert_eq!(u64_of(&broker_counts(&server, &s), "acked_total"), 300);
+    no_leftovers(&server);
+}
+
+#[test]
+fn an_interrupted_run_prints_its_summary_and_empties_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_event-broker"))
+        .args([
+            "bench",
+            "mixed",
+            "--duration",
+            "60s",
+            "--json",
+            "--url",
+            &server.base,
+        ])
+        .env_remove("BROKER_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("produced") {
+        line.clear();
+        assert!(
+            progress.read_line(&mut line).unwrap() > 0,
+            "no progress line"
+        );
+    }
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    progress.read_to_string(&mut rest).unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.ends_with("event-broker bench: interrupted\n"),
+        "{rest}"
+    );
+    let s: Value = serde_json::from_str(&stdout).expect("the summary");
+    assert!(u64_of(&s, "produced") > 0, "{s}");
+    assert!(s["seconds"].as_f64().unwrap() < 30.0, "{s}");
+    assert_eq!(
+        u64_of(&broker_counts(&server, &s), "acked_total"),
+        u64_of(&s, "produced")
+    );
+    no_leftovers(&server);
 }

@@ -33,6 +33,9 @@ pub struct Target {
 
 impl Target {
     /// Reads `--url` (`http://host[:port][/prefix]`) and the optional token.
+    /// A path ending in `/api` names the API itself, whose routes the bench
+    /// asks for under `/api/...` already: that `/api` is dropped, so that
+    /// `http://host:3000/api` reaches the same routes as `http://host:3000`.
     pub fn new(url: &str, token: Option<&Secret>) -> Result<Target, BenchError> {
         let bad = |reason: &str| BenchError::Url {
             url: url.to_string(),
@@ -60,10 +63,21 @@ impl Target {
                 authority.port_u16().unwrap_or(80)
             ),
             host: authority.as_str().to_string(),
-            prefix: uri.path().trim_end_matches('/').to_string(),
+            prefix: api_prefix(uri.path()).to_string(),
             authorization,
         })
     }
+
+    /// The broker's base URL as the bench uses it, for messages.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.host, self.prefix)
+    }
+}
+
+/// The path before the broker's `/api` routes, without a trailing slash.
+fn api_prefix(path: &str) -> &str {
+    let path = path.trim_end_matches('/');
+    path.strip_suffix("/api").unwrap_or(path)
 }
 
 /// A broker's answer, body read in full.
@@ -275,6 +289,21 @@ mod tests {
         let t = Target::new("http://localhost/broker", None).unwrap();
         assert_eq!(t.addr, "localhost:80");
         assert_eq!(t.prefix, "/broker");
+    }
+
+    #[test]
+    fn a_url_ending_in_api_names_the_same_routes_as_without_it() {
+        for (url, prefix) in [
+            ("http://127.0.0.1:3000/api", ""),
+            ("http://127.0.0.1:3000/api/", ""),
+            ("http://127.0.0.1:3000/broker/api", "/broker"),
+            ("http://127.0.0.1:3000/apis", "/apis"),
+        ] {
+            let t = Target::new(url, None).unwrap();
+            assert_eq!(t.prefix, prefix, "{url}");
+        }
+        let t = Target::new("http://127.0.0.1:3000/api", None).unwrap();
+        assert_eq!(t.url(), "http://127.0.0.1:3000");
     }
 
     #[test]

@@ -45,14 +45,20 @@ pub struct ConsumeArgs {
     /// Most events per lease.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max: u32,
-    /// Events to enqueue before the timed phase.
-    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Events to enqueue before the timed phase; no more than the broker's
+    /// QUEUE_MAX_SIZE, as the queue holds them all at once.
+    #[arg(long, default_value_t = DEFAULT_PREFILL, value_parser = clap::value_parser!(u64).range(1..))]
     pub prefill: u64,
 }
+
+/// Half the default `QUEUE_MAX_SIZE`, so that a run with the defaults fits a
+/// broker with its defaults.
+pub const DEFAULT_PREFILL: u64 = 50_000;
 
 /// Runs `bench consume`.
 pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError> {
     let n = args.prefill;
+    setup.limits.check_fits("--prefill", n)?;
     let prefill_seconds = prefill(setup, n).await?;
     eprintln!(
         "prefill: {n} events in {prefill_seconds:.2} s ({:.0} events/s)",
@@ -62,7 +68,7 @@ pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError
     let tally = Arc::new(Tally::default());
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
-        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
+        let worker = Worker::connect(setup, tally.clone(), PATIENCE).await?;
         consumers.push(Consumer::new(worker, &setup.queue, args.max));
     }
     let phase = Phase::start(&setup.target, vec![("acked", tally.clone())], false).await?;
@@ -78,7 +84,7 @@ pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError
         };
         tasks.spawn(drain(consumer, drained));
     }
-    let latency = merged(join_all(tasks).await?);
+    let latency = merged(join_all(tasks, &setup.halt).await);
     let counts = tally.counts();
     let end = phase.finish(&setup.queue, counts.events).await?;
     let acked = ledger.acked();
@@ -97,8 +103,10 @@ pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError
 }
 
 /// Enqueues events `0..n`; how long it took. Any failure ends the run: a
-/// drain of an incomplete queue would report missing events that were never sent.
+/// drain of an incomplete queue would report missing events that were never
+/// sent. The run has no summary then, as its timed phase never began.
 async fn prefill(setup: &Setup, n: u64) -> Result<f64, BenchError> {
+    let batch = setup.limits.batch(PREFILL_BATCH);
     let tally = Arc::new(Tally::default());
     let mut tasks = JoinSet::new();
     let next = Arc::new(AtomicU64::new(0));
@@ -106,16 +114,14 @@ async fn prefill(setup: &Setup, n: u64) -> Result<f64, BenchError> {
     for _ in 0..PREFILL_PRODUCERS {
         // Nothing drains the queue yet: a full queue stays full, so the
         // first 429 ends the run.
-        let worker = Worker::connect(&setup.target, tally.clone(), Duration::ZERO).await?;
+        let worker = Worker::connect(setup, tally.clone(), Duration::ZERO).await?;
         let producer = Producer::new(worker, &setup.queue, setup.size, true);
-        tasks.spawn(closed_loop(
-            producer,
-            next.clone(),
-            PREFILL_BATCH,
-            Until::Count(n),
-        ));
+        tasks.spawn(closed_loop(producer, next.clone(), batch, Until::Count(n)));
     }
-    join_all(tasks).await?;
+    join_all(tasks, &setup.halt).await;
+    if let Some(why) = setup.halt.take() {
+        return Err(why);
+    }
     let failed = tally.counts().errors;
     if failed > 0 {
         return Err(BenchError::Prefill { failed });
@@ -168,7 +174,7 @@ async fn drain(
     run: Drained,
 ) -> Result<hdrhistogram::Histogram<u64>, BenchError> {
     let mut wait_ms = 0;
-    loop {
+    while !consumer.halted() {
         let round = tokio::select! {
             biased;
             () = run.done.cancelled() => break,

@@ -172,4 +172,9 @@ impl Consumer {
     pub fn into_latency(self) -> Histogram<u64> {
         self.worker.into_latency()
     }
+
+    /// Whether the run is ending early.
+    pub fn halted(&self) -> bool {
+        self.worker.halted()
+    }
 }

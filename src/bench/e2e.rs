@@ -102,7 +102,7 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
     });
     let mut consumers = JoinSet::new();
     for _ in 0..args.consumers {
-        let worker = Worker::connect(&setup.target, received.clone(), PATIENCE).await?;
+        let worker = Worker::connect(setup, received.clone(), PATIENCE).await?;
         let consumer = Consumer::new(worker, &setup.queue, LEASE_MAX);
         consumers.spawn(consume(consumer, run.clone()));
     }
@@ -120,14 +120,15 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
         };
         producing.spawn(produce(producer, schedule.clone(), lane));
     }
-    let produce_latency = merged(join_all(producing).await?);
+    let produce_latency = merged(join_all(producing, &setup.halt).await);
     run.producer_done.store(true, Ordering::SeqCst);
     run.check_done();
     tokio::select! {
         () = run.done.cancelled() => {}
         () = tokio::time::sleep(DRAIN) => run.done.cancel(),
+        () = setup.halt.stopped() => run.done.cancel(),
     }
-    let e2e_latency = merged(join_all(consumers).await?);
+    let e2e_latency = merged(join_all(consumers, &setup.halt).await);
     let sent = run.sent.counts();
     let end = phase.finish(&setup.queue, sent.events).await?;
     let delivered = run.ledger.delivered();
@@ -167,7 +168,7 @@ async fn produce(
 ) -> Result<Histogram<u64>, BenchError> {
     let mut stamps = Vec::new();
     let mut next = lane.first;
-    while next < lane.total {
+    while next < lane.total && !producer.halted() {
         schedule.wait_for(next).await;
         let due = schedule.due_by(monotonic_now()).min(lane.total);
         stamps.clear();

@@ -1,5 +1,6 @@
-//! What stops a bench run. A failed request is not among them: it is counted
-//! and the run goes on; these end the run.
+//! What stops a bench run, or fails it at its end. A failed request is not
+//! among them: it is counted and the run goes on; these end the run, after
+//! its summary once its timed phase has begun.
 
 use std::time::Duration;
 
@@ -43,6 +44,48 @@ pub enum BenchError {
         /// The last answer's body.
         body: String,
     },
+    /// The broker's status route did not answer as an event-broker's does:
+    /// `--url` names something else, or the token is missing or wrong.
+    #[error("{url} does not answer as an event-broker: GET {path} answered {status}: {body}")]
+    NotABroker {
+        /// The broker's base URL as the bench uses it.
+        url: String,
+        /// The path asked for.
+        path: String,
+        /// The status of the answer.
+        status: u16,
+        /// Its body.
+        body: String,
+    },
+    /// The broker refuses the queue's name.
+    #[error("the broker refuses the queue {queue:?}: {body}")]
+    Queue {
+        /// The name.
+        queue: String,
+        /// The broker's answer.
+        body: String,
+    },
+    /// The run would put more events in the queue than the broker lets it
+    /// hold, with nothing draining it until the run ends.
+    #[error("{flag} {asked} is more than the broker's QUEUE_MAX_SIZE of {max}, and nothing consumes the queue before the run ends: lower {flag} or raise QUEUE_MAX_SIZE")]
+    OverQueueMax {
+        /// The flag that asks for the events.
+        flag: &'static str,
+        /// How many it asks for.
+        asked: u64,
+        /// The broker's `QUEUE_MAX_SIZE`.
+        max: u64,
+    },
+    /// Not one request of the run succeeded; the first few failures are
+    /// printed as they happen.
+    #[error("every request failed ({failed} in all; the first are shown above)")]
+    AllFailed {
+        /// Requests that failed.
+        failed: u64,
+    },
+    /// The run was interrupted with Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
     /// Filling the queue before a timed phase failed; the phase would
     /// measure the wrong thing.
     #[error("prefill: {failed} request(s) failed")]

@@ -57,7 +57,7 @@ pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> 
         producer::connect(setup, &produced, args.producers.into(), args.batch > 1).await?;
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
-        let worker = Worker::connect(&setup.target, consumed.clone(), PATIENCE).await?;
+        let worker = Worker::connect(setup, consumed.clone(), PATIENCE).await?;
         consumers.push(Consumer::new(worker, &setup.queue, args.max));
     }
     let sides = vec![
@@ -87,8 +87,8 @@ pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> 
     for consumer in consumers {
         consuming.spawn(consume(consumer, deadline));
     }
-    let produce_latency = merged(join_all(producing).await?);
-    let consume_latency = merged(join_all(consuming).await?);
+    let produce_latency = merged(join_all(producing, &setup.halt).await);
+    let consume_latency = merged(join_all(consuming, &setup.halt).await);
     let (p, c) = (produced.counts(), consumed.counts());
     let end = phase.finish(&setup.queue, p.events).await?;
     let detail = Detail::Mixed {
@@ -119,7 +119,8 @@ async fn paced(
     let schedule = Schedule::new(rate);
     let mut stamps = Vec::with_capacity(batch as usize);
     let mut sent = 0;
-    loop {
+    producer.set_deadline(deadline);
+    while !producer.halted() {
         // The request carrying events sent..sent+batch leaves when its last
         // is due; a producer behind its schedule stops at the deadline all
         // the same, without catching up.
@@ -141,7 +142,7 @@ async fn paced(
 /// Long-polls and acks until `deadline`; a round under way then is
 /// finished, so that every event leased is acked and none is left in flight.
 async fn consume(mut consumer: Consumer, deadline: Instant) -> Result<Histogram<u64>, BenchError> {
-    loop {
+    while !consumer.halted() {
         let now = monotonic_now();
         if now >= deadline {
             break;

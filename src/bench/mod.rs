@@ -14,25 +14,35 @@
 //! - `mixed`: producers and consumers together for a while, the producers
 //!   optionally capped to a total rate.
 //!
-//! Every worker owns one keep-alive connection and sends its requests one
-//! after the other ([`client`]). Latency is per request answered 2xx, from
-//! its send to its whole answer, in an HDR histogram of microseconds. A
-//! non-2xx answer is a failure, counted (the first few printed), and the run
-//! goes on; a 429 is retried after a pause of at most 100 ms and counted
-//! apart. The broker's CPU time and memory come from its own metrics
-//! ([`scrape`]), read at the start and end of the timed phase ([`phase`]).
-//! The summary goes to stdout, a table or one JSON object ([`report`] lists
-//! the keys); progress goes to stderr once a second.
+//! A run first asks the broker for its status and the queue ([`preflight`]):
+//! a `--url` that names no broker, a refused queue name, or more events than
+//! `QUEUE_MAX_SIZE` lets a queue hold with nothing draining it stop the run
+//! before any load. Every worker owns one keep-alive connection and sends its
+//! requests one after the other ([`client`]). Latency is per request answered
+//! 2xx, from its send to its whole answer, in an HDR histogram of
+//! microseconds. A non-2xx answer is a failure, counted (the first few
+//! printed), and the run goes on; a run in which every request failed
+//! fails. A 429 is retried after a pause of at most 100 ms and counted apart:
+//! up to the end of a run of a set duration, for [`PATIENCE`] otherwise,
+//! after which the run ends ([`halt`]). The broker's CPU time and memory come
+//! from its own metrics ([`scrape`]), read at the start and end of the timed
+//! phase ([`phase`]). The summary goes to stdout, a table or one JSON object
+//! ([`report`] lists the keys), whenever the timed phase began, even if the
+//! run ended early; progress goes to stderr once a second. At the end, the
+//! events left in a queue the run named itself are acked ([`cleanup`]).
 
 pub mod bitset;
+pub mod cleanup;
 pub mod client;
 pub mod consume;
 pub mod consumer;
 pub mod e2e;
 mod error;
+pub mod halt;
 pub mod mixed;
 pub mod payload;
 pub mod phase;
+pub mod preflight;
 pub mod produce;
 pub mod producer;
 pub mod report;
@@ -41,6 +51,7 @@ pub mod scrape;
 pub mod tally;
 pub mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -50,6 +61,9 @@ pub use error::BenchError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Secret;
 use client::Target;
+use halt::Halt;
+use preflight::Limits;
+use report::Report;
 
 /// Drive a running broker over HTTP and report what it sustained.
 #[derive(Debug, Args)]
@@ -72,18 +86,24 @@ pub enum Workload {
     Mixed(mixed::MixedArgs),
 }
 
-/// Flags of every workload.
+/// Flags of every workload. The broker's own settings (`PORT`, `DATA_DIR`,
+/// ...) are not among them: the bench reaches the broker at `--url` only.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Base URL of the broker.
+    /// Base URL of the broker, http://host[:port][/prefix]; a trailing /api
+    /// names the API itself and may be left out.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub url: String,
     /// Bearer token, when the broker has BROKER_TOKEN set.
     #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
-    /// Queue to use; default bench-<workload>-<unix ms>, so that runs do not collide.
+    /// Queue to use; default bench-<workload>-<unix ms>, so that runs do not
+    /// collide. Only a queue named by default is emptied after the run.
     #[arg(long)]
     pub queue: Option<String>,
+    /// Leave the events of the run in its queue instead of acking them at the end.
+    #[arg(long)]
+    pub keep: bool,
     /// Bytes of each event's payload (its JSON text).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub size: u32,
@@ -100,21 +120,32 @@ pub struct Common {
 pub struct Setup {
     /// The broker.
     pub target: Target,
+    /// The broker's limits, as far as it shows them.
+    pub limits: Limits,
     /// The queue of the run.
     pub queue: String,
+    /// Whether the run named the queue itself (and so empties it at the end).
+    pub own_queue: bool,
     /// Payload bytes per event.
     pub size: usize,
+    /// Ends the run early; shared by its workers.
+    pub halt: Arc<Halt>,
 }
 
 impl Common {
-    fn setup(&self, workload: &str) -> Result<Setup, BenchError> {
+    async fn setup(&self, workload: &str) -> Result<Setup, BenchError> {
+        let target = Target::new(&self.url, self.token.as_ref())?;
+        let queue = self
+            .queue
+            .clone()
+            .unwrap_or_else(|| format!("bench-{workload}-{}", SystemClock.unix_ms()));
         Ok(Setup {
-            target: Target::new(&self.url, self.token.as_ref())?,
-            queue: self
-                .queue
-                .clone()
-                .unwrap_or_else(|| format!("bench-{workload}-{}", SystemClock.unix_ms())),
+            limits: preflight::check(&target, &queue).await?,
+            target,
+            queue,
+            own_queue: self.queue.is_none(),
             size: self.size as usize,
+            halt: Arc::default(),
         })
     }
 }
@@ -128,14 +159,33 @@ impl Workload {
             Workload::Mixed(a) => &a.common,
         }
     }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Workload::Produce(_) => "produce",
+            Workload::Consume(_) => "consume",
+            Workload::E2e(_) => "e2e",
+            Workload::Mixed(_) => "mixed",
+        }
+    }
+
+    async fn run(&self, setup: &Setup) -> Result<Report, BenchError> {
+        match self {
+            Workload::Produce(a) => produce::run(a, setup).await,
+            Workload::Consume(a) => consume::run(a, setup).await,
+            Workload::E2e(a) => e2e::run(a, setup).await,
+            Workload::Mixed(a) => mixed::run(a, setup).await,
+        }
+    }
 }
 
 /// How long a request may be throttled (429) before a run with consumers
 /// gives up; enough for them to drain a full queue a little.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-/// Runs the workload on a runtime of its own, prints the summary, and fails
-/// when events went missing.
+/// Runs the workload on a runtime of its own, prints the summary, empties
+/// the run's queue, and fails when the run ended early, every request
+/// failed, or events went missing.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let common = args.workload.common().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,21 +193,91 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         .enable_all()
         .build()
         .map_err(BenchError::Runtime)?;
-    let report = runtime.block_on(async {
-        match &args.workload {
-            Workload::Produce(a) => produce::run(a, &a.common.setup("produce")?).await,
-            Workload::Consume(a) => consume::run(a, &a.common.setup("consume")?).await,
-            Workload::E2e(a) => e2e::run(a, &a.common.setup("e2e")?).await,
-            Workload::Mixed(a) => mixed::run(a, &a.common.setup("mixed")?).await,
+    let result = runtime.block_on(async {
+        let setup = common.setup(args.workload.name()).await?;
+        tokio::spawn(stop_on_ctrl_c(setup.halt.clone()));
+        let report = args.workload.run(&setup).await;
+        if let Ok(report) = &report {
+            report
+                .write(&mut std::io::stdout().lock(), common.json)
+                .map_err(BenchError::Output)?;
         }
-    })?;
+        if setup.own_queue && !common.keep {
+            clean_up(&setup).await;
+        }
+        let report = report?;
+        match setup.halt.take() {
+            Some(why) => Err(why),
+            None => verdict(&report),
+        }
+    });
     // Workers still blocked in a long poll are not waited for.
     runtime.shutdown_background();
-    report
-        .write(&mut std::io::stdout().lock(), common.json)
-        .map_err(BenchError::Output)?;
-    match report.missing() {
-        Some((missing, expected)) if missing > 0 => Err(BenchError::Missing { missing, expected }),
-        _ => Ok(()),
+    result
+}
+
+/// The first Ctrl-C ends the run early, with its summary and cleanup; a
+/// second one ends the process at once.
+async fn stop_on_ctrl_c(halt: Arc<Halt>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("interrupted: ending the run; Ctrl-C again to quit at once");
+    halt.stop(BenchError::Interrupted);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}
+
+async fn clean_up(setup: &Setup) {
+    match cleanup::drain(setup).await {
+        Ok(drained) => {
+            if let Some(left) = drained.left.filter(|&n| n > 0) {
+                eprintln!(
+                    "cleanup: {left} events of {} are still leased; they are ready again once their lease expires",
+                    setup.queue
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "cleanup: could not empty {}: {}",
+            setup.queue,
+            DisplayChain(&e)
+        ),
+    }
+}
+
+/// Whether a run that went to its end passes.
+fn verdict(report: &Report) -> Result<(), BenchError> {
+    if let Some((missing, expected)) = report.missing().filter(|(missing, _)| *missing > 0) {
+        return Err(BenchError::Missing { missing, expected });
+    }
+    if report.requests == 0 && report.errors > 0 {
+        return Err(BenchError::AllFailed {
+            failed: report.errors,
+        });
+    }
+    if report.throttled > 0 {
+        eprintln!(
+            "note: {} requests were answered 429 and retried: the queue was full (QUEUE_MAX_SIZE) \
+             for part of the run, so the rates above are below what the broker takes",
+            report.throttled
+        );
+    }
+    Ok(())
+}
+
+/// An error and its sources on one line.
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

@@ -28,16 +28,25 @@ pub struct ProduceArgs {
     /// Events per request: 1 sends an event object, more send an array.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
-    /// Events to enqueue in all.
-    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Events to enqueue in all; no more than the broker's QUEUE_MAX_SIZE,
+    /// as nothing consumes them during the run.
+    #[arg(long, default_value_t = DEFAULT_COUNT, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// Run this long instead (e.g. 10s); wins over --count.
+    /// Run this long instead (e.g. 10s); wins over --count. A queue that
+    /// fills up is retried until then, and the run ends on time.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 }
 
+/// Half the default `QUEUE_MAX_SIZE`, so that a run with the defaults fits a
+/// broker with its defaults.
+pub const DEFAULT_COUNT: u64 = 50_000;
+
 /// Runs `bench produce`.
 pub async fn run(args: &ProduceArgs, setup: &Setup) -> Result<Report, BenchError> {
+    if args.duration.is_none() {
+        setup.limits.check_fits("--count", args.count)?;
+    }
     let tally = Arc::new(Tally::default());
     let producers = producer::connect(setup, &tally, args.producers.into(), args.batch > 1).await?;
     let phase = Phase::start(&setup.target, vec![("events", tally.clone())], false).await?;
@@ -55,7 +64,7 @@ pub async fn run(args: &ProduceArgs, setup: &Setup) -> Result<Report, BenchError
             until,
         ));
     }
-    let latency = merged(join_all(tasks).await?);
+    let latency = merged(join_all(tasks, &setup.halt).await);
     let counts = tally.counts();
     let end = phase.finish(&setup.queue, counts.events).await?;
     let measured = Measured {

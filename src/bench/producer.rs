@@ -68,6 +68,16 @@ impl Producer {
     pub fn into_latency(self) -> Histogram<u64> {
         self.worker.into_latency()
     }
+
+    /// Gives up throttled requests at `deadline`, when the run ends.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.worker.set_deadline(deadline);
+    }
+
+    /// Whether the run is ending early.
+    pub fn halted(&self) -> bool {
+        self.worker.halted()
+    }
 }
 
 /// `count` producers of the run's queue, each on a connection of its own,
@@ -80,7 +90,7 @@ pub async fn connect(
 ) -> Result<Vec<Producer>, BenchError> {
     let mut producers = Vec::new();
     for _ in 0..count {
-        let worker = Worker::connect(&setup.target, tally.clone(), PATIENCE).await?;
+        let worker = Worker::connect(setup, tally.clone(), PATIENCE).await?;
         producers.push(Producer::new(worker, &setup.queue, setup.size, array));
     }
     Ok(producers)
@@ -97,7 +107,8 @@ pub enum Until {
 
 /// Sends requests of `batch` events, each when the previous one is
 /// answered, numbering events from the counter `next` that all producers of
-/// the run share; the last request of a count may be shorter.
+/// the run share; the last request of a count may be shorter. Stops early
+/// when the run does.
 pub async fn closed_loop(
     mut producer: Producer,
     next: Arc<AtomicU64>,
@@ -105,7 +116,13 @@ pub async fn closed_loop(
     until: Until,
 ) -> Result<Histogram<u64>, BenchError> {
     let mut stamps = Vec::with_capacity(batch as usize);
+    if let Until::Deadline(at) = until {
+        producer.set_deadline(at);
+    }
     loop {
+        if producer.halted() {
+            break;
+        }
         if let Until::Deadline(at) = until {
             if monotonic_now() >= at {
                 break;

@@ -1,17 +1,19 @@
 //! One load worker: a connection, the latency of its requests, and the rules
 //! every workload shares for an answer: 2xx is timed, 429 is retried after a
-//! short pause, anything else is a counted failure.
+//! short pause (until the run's deadline, or for its patience), anything else
+//! is a counted failure.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use super::client::{Conn, Target};
+use super::client::Conn;
+use super::halt::Halt;
 use super::tally::Tally;
-use super::BenchError;
+use super::{BenchError, Setup};
 use crate::clock::monotonic_now;
 
 /// Longest pause after a 429, whatever `Retry-After` says: the broker's
@@ -44,16 +46,22 @@ pub fn merged(parts: impl IntoIterator<Item = Histogram<u64>>) -> Histogram<u64>
     all
 }
 
-/// Waits for every task; the first failure ends the wait and, by dropping
-/// the set, aborts the others, so a run stops as soon as one worker cannot go on.
+/// Waits for every task. A task that fails ends the run through `halt`, so
+/// the others stop at their next step and the run still gets its summary
+/// from what they measured.
 pub async fn join_all<T: 'static>(
     mut tasks: JoinSet<Result<T, BenchError>>,
-) -> Result<Vec<T>, BenchError> {
+    halt: &Halt,
+) -> Vec<T> {
     let mut done = Vec::with_capacity(tasks.len());
     while let Some(task) = tasks.join_next().await {
-        done.push(task??);
+        match task {
+            Ok(Ok(value)) => done.push(value),
+            Ok(Err(e)) => halt.stop(e),
+            Err(e) => halt.stop(BenchError::Task(e)),
+        }
     }
-    Ok(done)
+    done
 }
 
 /// A connection with the latency of its successful requests.
@@ -64,21 +72,38 @@ pub struct Worker {
     /// How long one request may keep being answered 429 before the run
     /// stops; zero when a full queue means the run cannot succeed.
     patience: Duration,
+    /// When the run ends, for a run of a set duration: a request answered
+    /// 429 is retried until then, however long that is.
+    deadline: Option<Instant>,
+    halt: Arc<Halt>,
 }
 
 impl Worker {
     /// Connects a worker that counts into `tally`.
     pub async fn connect(
-        target: &Target,
+        setup: &Setup,
         tally: Arc<Tally>,
         patience: Duration,
     ) -> Result<Worker, BenchError> {
         Ok(Worker {
-            conn: Conn::open(target).await?,
+            conn: Conn::open(&setup.target).await?,
             tally,
             latency: histogram(),
             patience,
+            deadline: None,
+            halt: setup.halt.clone(),
         })
+    }
+
+    /// Retries throttled requests until `deadline` rather than for the
+    /// worker's patience, and gives them up then.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Whether the run is ending early.
+    pub fn halted(&self) -> bool {
+        self.halt.is_stopped()
     }
 
     /// The tally this worker counts into.
@@ -93,7 +118,9 @@ impl Worker {
 
     /// POSTs `body` to `path`, again after each 429. The body of a 2xx
     /// answer, or `None` when the request failed (counted and, for the first
-    /// few, printed). Only the answered attempt is timed, from its own send.
+    /// few, printed) or was given up: at the deadline, past the patience
+    /// (which ends the run), or when the run ends. Only the answered attempt
+    /// is timed, from its own send.
     pub async fn post(&mut self, path: &str, body: Bytes) -> Result<Option<Bytes>, BenchError> {
         let mut throttled = Duration::ZERO;
         loop {
@@ -123,15 +150,24 @@ impl Worker {
                 return Ok(None);
             }
             self.tally.throttled();
-            if throttled >= self.patience {
-                return Err(BenchError::Throttled {
-                    what: format!("POST {path}"),
-                    waited: throttled,
-                    body: String::from_utf8_lossy(&answer.body).into_owned(),
-                });
-            }
             let pause = answer.retry_after.unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF);
-            tokio::time::sleep(pause).await;
+            match self.deadline {
+                Some(at) if monotonic_now() + pause >= at => return Ok(None),
+                Some(_) => {}
+                None if throttled >= self.patience => {
+                    self.halt.stop(BenchError::Throttled {
+                        what: format!("POST {path}"),
+                        waited: throttled,
+                        body: String::from_utf8_lossy(&answer.body).into_owned(),
+                    });
+                    return Ok(None);
+                }
+                None => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.halt.stopped() => return Ok(None),
+            }
             throttled += took + pause;
         }
     }
