@@ -13,6 +13,10 @@ use proptest::prelude::*;
 
 const QUEUES: [&str; 2] = ["alpha", "beta"];
 const LEASE_EXPIRED: &str = "lease expired";
+/// Receipt picks: nine of those handed out, newest first (a made-up one
+/// where there are fewer), and two forged from the newest (see
+/// `Model::pick_receipt`).
+const PICKS: usize = 11;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -73,11 +77,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(queue, events)| Op::Enqueue { queue, events }),
         6 => (queue.clone(), 1..6usize, prop_oneof![Just(500u64), Just(2_000), Just(30_000)])
             .prop_map(|(queue, max, timeout_ms)| Op::Lease { queue, max, timeout_ms }),
-        6 => (queue.clone(), proptest::collection::vec(0..8usize, 1..4))
+        6 => (queue.clone(), proptest::collection::vec(0..PICKS, 1..4))
             .prop_map(|(queue, picks)| Op::Ack { queue, picks }),
-        4 => (queue.clone(), 0..8usize, proptest::option::of(0..2_000u64))
+        4 => (queue.clone(), 0..PICKS, proptest::option::of(0..2_000u64))
             .prop_map(|(queue, pick, delay_ms)| Op::Nack { queue, pick, delay_ms }),
-        1 => (queue.clone(), 0..8usize, prop_oneof![Just(1_000u64), Just(5_000)])
+        1 => (queue.clone(), 0..PICKS, prop_oneof![Just(1_000u64), Just(5_000)])
             .prop_map(|(queue, pick, timeout_ms)| Op::Extend { queue, pick, timeout_ms }),
         4 => prop_oneof![0..1_500u64, 1_500..70_000u64].prop_map(Op::Advance),
         3 => Just(Op::Reap),
@@ -197,6 +201,9 @@ impl Model {
         visible.into_iter().take(max).map(|(_, id)| id).collect()
     }
 
+    /// Only the receipt the broker handed out for an event's current lease
+    /// is `Ok`: a forged one (the right id with another serial or tag) names
+    /// no lease, and is answered like a receipt of a lease that is over.
     fn receipt_status(&self, queue: usize, receipt: &str) -> ReceiptStatus {
         let Some(id) = receipt
             .split('.')
@@ -287,7 +294,8 @@ impl Model {
 
     /// The receipt a pick names: the newest receipts handed out for the
     /// queue first, older (often stale) ones further back, and a made-up one
-    /// past the end.
+    /// past the end. The last two picks forge the newest receipt: one bit of
+    /// its tag flipped, or the next serial (the next lease's) with its tag.
     fn pick_receipt(&self, queue: usize, pick: usize) -> String {
         let mine: Vec<&String> = self
             .receipts
@@ -295,9 +303,25 @@ impl Model {
             .filter(|(q, _)| *q == queue)
             .map(|(_, r)| r)
             .collect();
+        let made_up = || format!("{}.1.{}", self.next_id + 5, "0".repeat(32));
+        if pick >= PICKS - 2 {
+            let Some(newest) = mine.last() else {
+                return made_up();
+            };
+            let mut parts: Vec<String> = newest.split('.').map(str::to_string).collect();
+            if pick == PICKS - 2 {
+                let tag = &mut parts[2];
+                let last = if tag.ends_with('0') { '1' } else { '0' };
+                tag.pop();
+                tag.push(last);
+            } else {
+                parts[1] = (parts[1].parse::<u64>().unwrap() + 1).to_string();
+            }
+            return parts.join(".");
+        }
         match mine.len().checked_sub(pick + 1).map(|i| mine[i]) {
             Some(r) => (*r).clone(),
-            None => format!("{}.1", self.next_id + 5),
+            None => made_up(),
         }
     }
 }

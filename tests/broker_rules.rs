@@ -251,6 +251,62 @@ fn receipt_from_before_a_restart_is_lost_after_it_even_when_the_event_is_leased_
     assert_eq!(t.ack(Q, &after), S::Ok);
 }
 
+#[test]
+fn a_forged_receipt_for_the_next_lease_of_an_event_is_refused() {
+    // Serials count up by one per lease: without the tag, one consumer
+    // could name the lease the broker hands another one next.
+    let t = TestBroker::new();
+    t.enqueue(Q, event("{}"));
+    let mine = lease_one(&t, Q);
+    t.enqueue(Q, event("{}"));
+    let theirs = lease_one(&t, Q);
+    assert_eq!(theirs.receipt.serial, mine.receipt.serial + 1);
+    let forged = event_broker::broker::Receipt {
+        id: theirs.id,
+        ..mine.receipt
+    };
+    let forged_next = event_broker::broker::Receipt {
+        id: theirs.id,
+        serial: theirs.receipt.serial,
+        ..mine.receipt
+    };
+    let mut flipped = theirs.receipt;
+    flipped.tag[0] ^= 0x80;
+    for receipt in [forged, forged_next, flipped] {
+        let text = receipt.to_string();
+        assert_eq!(ack_text(&t, Q, &text), S::LeaseLost, "ack {text}");
+        let nacked = t.broker.nack(Q, std::slice::from_ref(&text), None, None);
+        assert_eq!(nacked.unwrap().wait().unwrap()[0].status, S::LeaseLost);
+        let extended = t.broker.extend(Q, std::slice::from_ref(&text), None);
+        assert_eq!(extended.unwrap()[0].status, S::LeaseLost);
+    }
+    assert_eq!(counts(&t, Q), (0, 0, 2, 0), "both leases still held");
+    assert_eq!(t.ack(Q, &theirs), S::Ok, "the owner still holds it");
+    assert_eq!(t.ack(Q, &mine), S::Ok);
+}
+
+#[test]
+fn a_receipt_written_by_another_broker_is_refused() {
+    // Two brokers that lease the same event (same id, and the same serial
+    // once their counters are lined up) still write different receipts.
+    let one = TestBroker::new();
+    let two = TestBroker::new();
+    for t in [&one, &two] {
+        t.enqueue(Q, event("{}"));
+    }
+    let theirs = lease_one(&two, Q);
+    let mine = lease_one(&one, Q);
+    assert_eq!(theirs.id, mine.id);
+    let foreign = event_broker::broker::Receipt {
+        serial: mine.receipt.serial,
+        ..theirs.receipt
+    };
+    assert_ne!(foreign, mine.receipt, "the tags differ");
+    assert_eq!(ack_text(&one, Q, &foreign.to_string()), S::LeaseLost);
+    assert_eq!(ack_text(&one, Q, &theirs.receipt.to_string()), S::LeaseLost);
+    assert_eq!(one.ack(Q, &mine), S::Ok);
+}
+
 // 4. Idempotency
 
 #[test]

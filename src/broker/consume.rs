@@ -63,7 +63,7 @@ impl Broker {
                     queue: name.clone(),
                     attempt: l.event.failures + 1,
                     enqueued_at: stored.enqueued_at,
-                    receipt: l.receipt,
+                    receipt: self.receipts.sign(l.id, l.serial),
                     lease_expires_at: l.expires_wall,
                     stored,
                 })
@@ -80,10 +80,12 @@ impl Broker {
         visibility: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        // Before the wait is registered: a bad name must leave nothing behind.
+        check_queue_name(queue)?;
         let until = tokio::time::Instant::now() + wait;
-        let notifier = self.shared.notifier(queue);
+        let watch = self.shared.notifiers.watch(queue);
         loop {
-            let notified = notifier.notified();
+            let notified = watch.notify().notified();
             tokio::pin!(notified);
             // Registered before looking, so a wake between the look and the wait is kept.
             notified.as_mut().enable();
@@ -100,6 +102,12 @@ impl Broker {
                 () = tokio::time::sleep_until(wake_at) => {}
             }
         }
+    }
+
+    /// Queues that long polls wait on now: a queue has a notification only
+    /// while at least one waits on it.
+    pub fn long_polled_queues(&self) -> usize {
+        self.shared.notifiers.watched()
     }
 
     /// How long until the queue's next delayed event is due.
@@ -185,16 +193,20 @@ impl Broker {
         check_queue_name(queue)?;
         self.check_receipt_count(receipts)?;
         let timeout = self.lease_length(visibility)?;
+        let named = self.read_receipts(receipts);
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let q = core.state.queue_id(queue);
         Ok(receipts
             .iter()
-            .map(|text| {
-                let status = match (q, text.parse::<Receipt>()) {
-                    (Some(q), Ok(receipt)) => core.state.extend(q, &receipt, timeout, now),
-                    (None, Ok(receipt)) => core.state.check_receipt(None, &receipt),
-                    (_, Err(_)) => ReceiptStatus::NotFound,
+            .zip(named)
+            .map(|(text, named)| {
+                let status = match (q, named) {
+                    (Some(q), Some((id, Some(serial)))) => {
+                        core.state.extend(q, (id, serial), timeout, now)
+                    }
+                    (q, Some((id, serial))) => core.state.check_receipt(q, id, serial),
+                    (_, None) => ReceiptStatus::NotFound,
                 };
                 ReceiptResult {
                     receipt: text.clone(),
@@ -216,6 +228,20 @@ impl Broker {
         self.limits.receipts().check("receipts", receipts.len())
     }
 
+    /// For each receipt, the event it names and, when this broker wrote it,
+    /// the lease; `None` for text that is no receipt. Checked before the
+    /// state is locked, so the MACs do not lengthen the lock's hold.
+    fn read_receipts(&self, receipts: &[String]) -> Vec<Option<(u64, Option<u64>)>> {
+        receipts
+            .iter()
+            .map(|text| {
+                let receipt = text.parse::<Receipt>().ok()?;
+                let serial = self.receipts.verify(&receipt).then_some(receipt.serial);
+                Some((receipt.id, serial))
+            })
+            .collect()
+    }
+
     /// Checks receipts, marks their events settling, writes what `records`
     /// makes of them, and answers per receipt once that is durable.
     fn settle<'r>(
@@ -228,23 +254,25 @@ impl Broker {
         check_queue_name(queue)?;
         self.check_receipt_count(receipts)?;
         self.check_writable()?;
+        let named = self.read_receipts(receipts);
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let q = core.state.queue_id(queue);
         let mut ids = Vec::new();
         let results: Vec<ReceiptResult> = receipts
             .iter()
-            .map(|text| {
-                let status = match text.parse::<Receipt>() {
-                    Ok(receipt) => {
-                        let status = core.state.check_receipt(q, &receipt);
+            .zip(named)
+            .map(|(text, named)| {
+                let status = match named {
+                    Some((id, serial)) => {
+                        let status = core.state.check_receipt(q, id, serial);
                         if status == ReceiptStatus::Ok {
-                            core.state.set_status(receipt.id, Status::Settling);
-                            ids.push(receipt.id);
+                            core.state.set_status(id, Status::Settling);
+                            ids.push(id);
                         }
                         status
                     }
-                    Err(_) => ReceiptStatus::NotFound,
+                    None => ReceiptStatus::NotFound,
                 };
                 ReceiptResult {
                     receipt: text.clone(),

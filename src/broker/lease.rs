@@ -1,17 +1,31 @@
 //! Receipts: the handle a consumer gets with each delivery.
 //!
-//! A receipt is `<event id>.<lease serial>`. Serials are unique within the
-//! broker's run and start at a random point of 2^63 at startup, so a receipt
-//! from before a restart matches a lease made after it only by a negligible
-//! chance, whatever the wall clock did in between.
+//! A receipt is `<event id>.<lease serial>.<tag>`: the tag is the first 128
+//! bits of HMAC-SHA256 over the id and serial, in hex, under a key drawn at
+//! random when the broker opens. Serials count up by one per lease, so
+//! without the tag anyone could name the next lease of an event; with it, a
+//! receipt works only if this broker wrote it, and one consumer cannot ack,
+//! nack or extend a lease it was not given. The key is never stored, so a
+//! restart invalidates every receipt, as it does every lease (leases are not
+//! logged). Serials also start at a random point of 2^63 at startup.
+//!
+//! The tag costs no memory: a lease keeps its serial only, and a check
+//! computes the tag again (one MAC per receipt issued and per one checked).
 
 use std::cmp::Reverse;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
 use super::queue::Status;
 use super::state::{Event, Now, State};
+
+/// Bytes of the MAC a receipt carries.
+const TAG_BYTES: usize = 16;
 
 /// Names one lease of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,15 +34,18 @@ pub struct Receipt {
     pub id: u64,
     /// The lease.
     pub serial: u64,
+    /// The broker's MAC of `id` and `serial`.
+    pub tag: [u8; TAG_BYTES],
 }
 
 impl fmt::Display for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.id, self.serial)
+        write!(f, "{}.{}.", self.id, self.serial)?;
+        self.tag.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
-/// A receipt string that is not `<id>.<serial>`.
+/// A receipt string that is not `<id>.<serial>.<tag>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a receipt: {0:?}")]
 pub struct BadReceipt(pub String);
@@ -36,16 +53,90 @@ pub struct BadReceipt(pub String);
 impl FromStr for Receipt {
     type Err = BadReceipt;
     fn from_str(s: &str) -> Result<Self, BadReceipt> {
-        let bad = || BadReceipt(s.chars().take(64).collect());
-        let (id, serial) = s.split_once('.').ok_or_else(bad)?;
-        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        if !digits(id) || !digits(serial) {
+        let bad = || BadReceipt(s.chars().take(80).collect());
+        let mut parts = s.split('.');
+        let (Some(id), Some(serial), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad());
+        };
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(id) || !digits(serial) || hex.len() != 2 * TAG_BYTES {
+            return Err(bad());
+        }
+        let mut tag = [0u8; TAG_BYTES];
+        for (byte, pair) in tag.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            *byte = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
         }
         Ok(Receipt {
             id: id.parse().map_err(|_| bad())?,
             serial: serial.parse().map_err(|_| bad())?,
+            tag,
         })
+    }
+}
+
+/// A lowercase hex digit's value: receipts are written in lowercase only.
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The per-process key receipts are signed with.
+#[derive(Clone)]
+pub(crate) struct ReceiptKey {
+    /// Keyed once: each tag clones the state with the key already absorbed,
+    /// so it costs two SHA-256 blocks.
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for ReceiptKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReceiptKey(..)")
+    }
+}
+
+impl ReceiptKey {
+    /// A fresh key of 256 bits from the operating system's random source.
+    pub fn random() -> Self {
+        // Two version-4 UUIDs: uuid's fast-rng draws them from a CSPRNG
+        // seeded by the OS (getrandom), 122 random bits each.
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        ReceiptKey {
+            mac: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length"),
+        }
+    }
+
+    fn tag(&self, id: u64, serial: u64) -> [u8; TAG_BYTES] {
+        let mut mac = self.mac.clone();
+        mac.update(&id.to_le_bytes());
+        mac.update(&serial.to_le_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&full[..TAG_BYTES]);
+        tag
+    }
+
+    /// The receipt of lease `serial` of event `id`.
+    pub fn sign(&self, id: u64, serial: u64) -> Receipt {
+        Receipt {
+            id,
+            serial,
+            tag: self.tag(id, serial),
+        }
+    }
+
+    /// Whether this key wrote `receipt`; in constant time, so timing tells
+    /// nothing of how much of a forged tag was right.
+    pub fn verify(&self, receipt: &Receipt) -> bool {
+        self.tag(receipt.id, receipt.serial)
+            .ct_eq(&receipt.tag)
+            .into()
     }
 }
 
@@ -84,7 +175,7 @@ pub(crate) struct Lease {
 pub(crate) struct Leased {
     pub event: Event,
     pub id: u64,
-    pub receipt: Receipt,
+    pub serial: u64,
     pub expires_wall: u64,
 }
 
@@ -117,50 +208,50 @@ impl State {
             out.push(Leased {
                 event,
                 id,
-                receipt: Receipt { id, serial },
+                serial,
                 expires_wall: lease.expires_wall,
             });
         }
         out
     }
 
-    /// Why `receipt` does not name a current lease in queue `q`, if it does not.
-    /// `q` is `None` for a queue that does not exist.
-    pub fn check_receipt(&self, q: Option<u32>, receipt: &Receipt) -> ReceiptStatus {
-        match self.events.get(&receipt.id) {
+    /// Why lease `serial` of event `id` is not a current lease in queue `q`,
+    /// if it is not. `q` is `None` for a queue that does not exist; `serial`
+    /// is `None` for a receipt this broker did not write, which names no
+    /// lease and is answered as one of a lease that is over.
+    pub fn check_receipt(&self, q: Option<u32>, id: u64, serial: Option<u64>) -> ReceiptStatus {
+        match self.events.get(&id) {
             Some(e) if Some(e.queue) != q => ReceiptStatus::NotFound,
-            Some(e) if e.status == Status::InFlight => match self.leases.get(&receipt.id) {
-                Some(lease) if lease.serial == receipt.serial => ReceiptStatus::Ok,
+            Some(e) if e.status == Status::InFlight => match self.leases.get(&id) {
+                Some(lease) if Some(lease.serial) == serial => ReceiptStatus::Ok,
                 _ => ReceiptStatus::LeaseLost,
             },
             Some(_) => ReceiptStatus::LeaseLost,
             // Gone: acked or purged, if it was ever there.
-            None if receipt.id < self.next_id => ReceiptStatus::LeaseLost,
+            None if id < self.next_id => ReceiptStatus::LeaseLost,
             None => ReceiptStatus::NotFound,
         }
     }
 
-    /// Gives a current lease a new deadline.
+    /// Gives lease `serial` of event `id`, if current, a new deadline.
     pub fn extend(
         &mut self,
         q: u32,
-        receipt: &Receipt,
+        (id, serial): (u64, u64),
         timeout: Duration,
         now: Now,
     ) -> ReceiptStatus {
-        let status = self.check_receipt(Some(q), receipt);
+        let status = self.check_receipt(Some(q), id, Some(serial));
         if status == ReceiptStatus::Ok {
             let lease = Lease {
-                serial: receipt.serial,
+                serial,
                 deadline: now.mono + timeout,
                 expires_wall: now.wall + timeout.as_millis() as u64,
             };
-            self.leases.insert(receipt.id, lease);
-            self.queues[q as usize].deadlines.push(Reverse((
-                lease.deadline,
-                receipt.id,
-                receipt.serial,
-            )));
+            self.leases.insert(id, lease);
+            self.queues[q as usize]
+                .deadlines
+                .push(Reverse((lease.deadline, id, serial)));
         }
         status
     }
@@ -226,29 +317,51 @@ mod tests {
 
     #[test]
     fn receipt_round_trips_through_its_text() {
-        let r = Receipt {
-            id: 17,
-            serial: 1_732_000_000_000_001,
-        };
-        assert_eq!(r.to_string(), "17.1732000000000001");
-        assert_eq!(r.to_string().parse::<Receipt>(), Ok(r));
+        let key = ReceiptKey::random();
+        let r = key.sign(17, 1_732_000_000_000_001);
+        let text = r.to_string();
+        let (prefix, tag) = text.rsplit_once('.').unwrap();
+        assert_eq!(prefix, "17.1732000000000001");
+        assert_eq!(tag.len(), 32, "128 bits of tag in hex");
+        assert_eq!(text.parse::<Receipt>(), Ok(r));
+        assert!(key.verify(&r));
+    }
+
+    #[test]
+    fn a_receipt_with_another_serial_or_key_does_not_verify() {
+        let key = ReceiptKey::random();
+        let r = key.sign(17, 40);
+        assert!(!key.verify(&Receipt { serial: 41, ..r }), "the next serial");
+        assert!(!key.verify(&Receipt { id: 18, ..r }), "another event");
+        let mut flipped = r;
+        flipped.tag[15] ^= 1;
+        assert!(!key.verify(&flipped), "one bit of the tag");
+        assert!(!ReceiptKey::random().verify(&r), "another broker's key");
     }
 
     #[test]
     fn malformed_receipts_are_refused() {
+        let tag = "0123456789abcdef0123456789abcdef";
         for bad in [
-            "",
-            "17",
-            "17.",
-            ".1",
-            "a.1",
-            "1.b",
-            "1.2.3",
-            "-1.2",
-            "+1.2",
-            "99999999999999999999.1",
+            String::new(),
+            "17".into(),
+            "17.1".into(),
+            "17.1.".into(),
+            format!(".1.{tag}"),
+            format!("17..{tag}"),
+            format!("a.1.{tag}"),
+            format!("1.b.{tag}"),
+            format!("1.2.{tag}.3"),
+            format!("-1.2.{tag}"),
+            format!("+1.2.{tag}"),
+            format!("99999999999999999999.1.{tag}"),
+            format!("1.2.{}", &tag[1..]),
+            format!("1.2.{tag}0"),
+            format!("1.2.{}", tag.to_uppercase()),
+            format!("1.2.{}g", &tag[1..]),
         ] {
             assert!(bad.parse::<Receipt>().is_err(), "{bad:?} parsed");
         }
+        assert!(format!("1.2.{tag}").parse::<Receipt>().is_ok());
     }
 }

@@ -13,8 +13,10 @@
 //! - Ids are global and increasing. Ready events are delivered in order of
 //!   the time they became visible, then id.
 //! - A lease hands out a [`Receipt`] naming that one lease; ack, nack and
-//!   extend need the current one. Leases are not logged: after a restart
-//!   every in-flight event is ready again (at-least-once delivery).
+//!   extend need the current one. Receipts carry a MAC under a key drawn at
+//!   open, so none can be guessed ([`lease`](Receipt) says how). Leases are
+//!   not logged: after a restart every in-flight event is ready again
+//!   (at-least-once delivery).
 //! - Every other change is a [`Record`] in the log. A change is applied to
 //!   memory only once its record is durable under the fsync policy, through
 //!   [`State::apply`](state::State::apply), the same function recovery replays
@@ -45,13 +47,15 @@ pub mod record;
 pub mod rules;
 mod state;
 mod subscription;
+mod watch;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 pub use backoff::Backoff;
 pub use cleanup::CleanupReport;
@@ -69,7 +73,7 @@ pub use state::{EventView, Live, Now, ViewStatus};
 pub use subscription::{signing_key, Subscription, SubscriptionRequest, MAX_WEBHOOK_TIMEOUT_MS};
 
 use crate::clock::Clock;
-use crate::wal::{Batch, RecoveryReport, Wal, WalError, WalOptions};
+use crate::wal::{Batch, RecoveryReport, Refused, Wal, WalError, WalOptions};
 use state::State;
 
 /// Limits and timings of the broker; names follow the configuration variables.
@@ -146,6 +150,8 @@ pub struct Broker {
     shared: Arc<Shared>,
     wal: Wal,
     limits: Limits,
+    /// Signs and checks receipts; drawn anew at every open.
+    receipts: lease::ReceiptKey,
     cleanup: Mutex<()>,
     /// Held while a subscription record is written, so that cleanup never
     /// copies forward a subscription whose removal is being written.
@@ -159,7 +165,7 @@ pub struct Broker {
 struct Shared {
     core: Mutex<Core>,
     clock: Arc<dyn Clock>,
-    notifiers: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    notifiers: watch::Notifiers,
 }
 
 struct Core {
@@ -170,11 +176,51 @@ struct Core {
     pending_keys: HashMap<(u32, Box<str>), Vec<oneshot::Sender<()>>>,
     /// When each queue last logged a dead-lettering.
     dead_log: dead_log::DeadLog,
+    /// Writes the log refused while the state was locked, failed once it is not.
+    refused: Vec<Refused>,
+}
+
+/// The state, locked. Letting go of it fails the writes the log refused
+/// meanwhile: failing one runs its finish, which takes the lock, so it
+/// cannot run while the submitter holds it, and it runs on the submitter's
+/// thread, so no thread has to be started for it (one that failed to start
+/// would leave the write's reservations held for good).
+struct CoreGuard<'a>(Option<MutexGuard<'a, Core>>);
+
+impl Deref for CoreGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut core) = self.0.take() else {
+            return;
+        };
+        let refused = std::mem::take(&mut core.refused);
+        drop(core);
+        // While unwinding the state lock is poisoned: dropping the answers
+        // tells their askers the broker is gone.
+        if std::thread::panicking() {
+            return;
+        }
+        for write in refused {
+            (write.done)(Err(write.error));
+        }
+    }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().expect("broker state lock")
+    fn lock(&self) -> CoreGuard<'_> {
+        CoreGuard(Some(self.core.lock().expect("broker state lock")))
     }
 
     fn now(&self) -> Now {
@@ -184,27 +230,9 @@ impl Shared {
         }
     }
 
-    fn notifier(&self, queue: &str) -> Arc<Notify> {
-        let mut map = self.notifiers.lock().expect("notifier lock");
-        if let Some(n) = map.get(queue) {
-            return n.clone();
-        }
-        let n = Arc::new(Notify::new());
-        map.insert(Arc::from(queue), n.clone());
-        n
-    }
-
     /// Wakes the long polls of queues that have ready events.
     fn wake(&self, queues: &[Arc<str>]) {
-        if queues.is_empty() {
-            return;
-        }
-        let map = self.notifiers.lock().expect("notifier lock");
-        for q in queues {
-            if let Some(n) = map.get(q) {
-                n.notify_waiters();
-            }
-        }
+        self.notifiers.wake(queues);
     }
 }
 
@@ -285,16 +313,18 @@ impl Broker {
             state,
             pending_keys: HashMap::new(),
             dead_log: dead_log::DeadLog::default(),
+            refused: Vec::new(),
         };
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             clock,
-            notifiers: Mutex::new(HashMap::new()),
+            notifiers: watch::Notifiers::default(),
         });
         let broker = Broker {
             shared,
             wal,
             limits: options.limits,
+            receipts: lease::ReceiptKey::random(),
             cleanup: Mutex::new(()),
             subscribing: tokio::sync::Mutex::new(()),
             subscriptions_changed: tokio::sync::watch::Sender::new(0),
@@ -411,13 +441,9 @@ impl Broker {
             let _asker_gone = tx.send(answer);
         });
         if let Err(refused) = self.wal.submit(batch, done) {
-            // `done` takes the state lock, which this thread holds: run it elsewhere.
-            let spawned = std::thread::Builder::new()
-                .name("broker-refused".into())
-                .spawn(move || (refused.done)(Err(refused.error)));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start a thread to fail a refused write");
-            }
+            // `done` takes the state lock, which this thread holds: the
+            // guard runs it once this thread lets go of the lock.
+            core.refused.push(refused);
         }
         Pending::waiting(rx)
     }
@@ -459,6 +485,47 @@ mod tests {
             delay_ms,
             ..NewEvent::default()
         }
+    }
+
+    #[test]
+    fn writes_the_log_refuses_fail_and_release_what_they_held() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let broker = Arc::new(broker(dir.path(), &clock));
+        broker.enqueue_blocking("q", &[event(0)]).expect("enqueue");
+        let leased = broker.lease("q", 1, None).expect("lease");
+        // A closed log has not failed, so writes get past the check for a
+        // failed log and are refused by the log itself, as a write racing a
+        // failure of the log is.
+        broker.close().expect("close");
+        let keyed = NewEvent {
+            idempotency_key: Some("k".into()),
+            ..event(0)
+        };
+        for attempt in 0..2 {
+            // A second enqueue of the key would wait for good on a first
+            // that still held it: wait for its answer on another thread.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (b, e) = (broker.clone(), keyed.clone());
+            std::thread::spawn(move || tx.send(b.enqueue_blocking("q", &[e])));
+            let answer = rx.recv_timeout(Duration::from_secs(10));
+            let err = answer.expect("an answer").expect_err("refused");
+            assert!(err.is_unavailable(), "attempt {attempt}: {err}");
+        }
+        let receipts = [leased[0].receipt.to_string()];
+        let acked = broker.ack("q", &receipts).expect("ack accepted").wait();
+        assert!(acked.expect_err("refused").is_unavailable());
+
+        let core = broker.shared.lock();
+        let q = core.state.queue_id("q").expect("queue");
+        assert_eq!(
+            core.state.queues[q as usize].reserved, 0,
+            "reservation kept"
+        );
+        assert!(core.pending_keys.is_empty(), "idempotency key kept");
+        assert!(core.refused.is_empty());
+        let id = leased[0].id;
+        assert_eq!(core.state.events[&id].status, queue::Status::InFlight);
     }
 
     fn oldest_ready_ms(broker: &Broker) -> u64 {
