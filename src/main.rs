@@ -121,15 +121,15 @@ fn tool(result: anyhow::Result<()>) -> ExitCode {
 }
 
 /// The error and its causes on one line, as `{:#}` writes them, but without
-/// a cause whose text its parent already shows: the log's I/O errors name
-/// the OS error in their own message and keep it as their source too.
+/// a cause whose text is shown already: the log's I/O errors name the OS
+/// error in their own message and keep it as their source too.
 fn causes(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
         if line.is_empty() {
             line = text;
-        } else if !line.ends_with(&text) {
+        } else if !line.contains(&text) {
             line.push_str(": ");
             line.push_str(&text);
         }
