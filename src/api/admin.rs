@@ -34,8 +34,12 @@ impl Described for CheckpointIn {
 }
 
 /// A consistent, crash-safe copy of the log under `DATA_DIR/checkpoints/<name>/`.
-#[utoipa::path(post, path = "/api/admin/checkpoint", request_body = doc::CheckpointIn,
-    responses((status = 200, body = doc::CheckpointOut), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 409, description = "conflict: a checkpoint of that name exists", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/admin/checkpoint", operation_id = "createCheckpoint", tag = "admin",
+    request_body(content = Option<doc::CheckpointIn>, description = "Optional: an empty body names the checkpoint by the time"),
+    responses(
+        (status = 200, description = "The checkpoint made", body = doc::CheckpointOut),
+        (status = 409, description = "conflict: a checkpoint of that name exists already", body = doc::ErrorBody),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
     body: JsonBytes,

@@ -12,7 +12,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::body::JsonBytes;
-use super::explain::{self, Field, Object, Path, Rule};
+use super::explain::{self, Field, Object, Path, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
@@ -29,7 +29,7 @@ struct EventIn<'a> {
     #[serde(borrow)]
     payload: &'a RawValue,
     #[serde(default)]
-    delay_ms: u64,
+    delay_ms: Option<WholeNumber>,
     #[serde(default)]
     idempotency_key: Option<String>,
     #[serde(default, borrow)]
@@ -40,7 +40,7 @@ struct EventIn<'a> {
 fn event_rule() -> Rule {
     Rule::object(vec![
         Field::required("payload", Rule::Any),
-        Field::optional("delay_ms", Rule::Whole(DELAY_MS)),
+        Field::nullable("delay_ms", Rule::Whole(DELAY_MS)),
         Field::nullable("idempotency_key", Rule::Text(IDEMPOTENCY_KEY)),
         Field::nullable("headers", Rule::StringMap),
     ])
@@ -55,12 +55,13 @@ fn body_rule(limits: &Limits) -> String {
 }
 
 /// Enqueue one event or a batch (all or nothing).
-#[utoipa::path(post, path = "/api/queues/{queue}/events", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")),
-    request_body(content = doc::EventIn, description = "One event object, or an array of 1..=MAX_BATCH of them"),
-    responses((status = 201, description = "Stored (durable under WAL_FSYNC=always); a batch answers EnqueuedBatch", body = doc::Enqueued), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody),
-        (status = 413, description = "payload_too_large", body = doc::ErrorBody), (status = 415, description = "unsupported_media_type", body = doc::ErrorBody),
-        (status = 429, description = "queue_full or rate_limited", body = doc::ErrorBody), (status = 503, description = "unavailable", body = doc::ErrorBody),
-        (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/events", operation_id = "enqueueEvents", tag = "events",
+    params(doc::QueuePath), request_body = doc::EventsIn,
+    responses(
+        (status = 201, description = "Stored, durable under WAL_FSYNC=always: `{id, duplicate}` for one event, `{ids}` for a batch", body = doc::EnqueuedAny),
+        (status = 429, description = "queue_full: the enqueue would take the queue past QUEUE_MAX_SIZE, nothing was stored; rate_limited: past the per-client rate limit", body = doc::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn enqueue(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -129,7 +130,7 @@ fn to_new_event(e: EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiE
     Ok(NewEvent {
         payload: e.payload.get().as_bytes().to_vec(),
         headers,
-        delay_ms: e.delay_ms,
+        delay_ms: e.delay_ms.map_or(0, |n| n.0),
         idempotency_key: e.idempotency_key,
     })
 }

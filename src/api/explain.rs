@@ -403,7 +403,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<Node, E> {
-        Ok(Node::Float(x))
+        // As [`WholeNumber`] reads it: `5.0` is the whole number 5.
+        Ok(whole_float(x).map_or(Node::Float(x), Node::Unsigned))
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Node, E> {
@@ -424,6 +425,52 @@ impl<'de> Visitor<'de> for NodeVisitor {
             entries.push((key, value));
         }
         Ok(Node::Map(entries))
+    }
+}
+
+/// A whole number as JSON Schema counts them: `5`, and also `5.0` or
+/// `5e0`, which are the same number. Generated clients and JSON libraries
+/// that keep every number as a float send the second kind; serde's
+/// integers refuse them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WholeNumber(pub u64);
+
+/// The whole number `x` is, when it is one that fits in a `u64`.
+fn whole_float(x: f64) -> Option<u64> {
+    // 2^64 as a float; every float below it that has no fraction fits.
+    const END: f64 = 18_446_744_073_709_551_616.0;
+    (x.fract() == 0.0 && (0.0..END).contains(&x)).then_some(x as u64)
+}
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Whole;
+
+        impl Visitor<'_> for Whole {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(n))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WholeNumber, E> {
+                u64::try_from(n)
+                    .map(WholeNumber)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_f64<E: de::Error>(self, x: f64) -> Result<WholeNumber, E> {
+                whole_float(x)
+                    .map(WholeNumber)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Float(x), &self))
+            }
+        }
+
+        deserializer.deserialize_u64(Whole)
     }
 }
 
@@ -564,6 +611,48 @@ mod tests {
             message("{\"name\":\n \"a\",,}"),
             "body: not valid JSON at byte 15, near \",}\""
         );
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_as_a_float_but_not_have_a_fraction() {
+        let read = |text: &str| {
+            decode::<Vec<WholeNumber>>(text.as_bytes(), || {
+                let rule = Rule::List("an array of ids".into(), Box::new(Rule::Id));
+                (Path::named("ids"), rule)
+            })
+        };
+        let whole = |n: &[u64]| n.iter().copied().map(WholeNumber).collect::<Vec<_>>();
+        assert_eq!(
+            read("[5, 5.0, 5e0, 0.0, -0.0]").unwrap(),
+            whole(&[5, 5, 5, 0, 0])
+        );
+        assert_eq!(
+            read("[18446744073709549568.0]").unwrap(),
+            whole(&[18_446_744_073_709_549_568])
+        );
+        for (text, got) in [
+            (
+                "[1, 5.5]",
+                "ids[1]: expected an event id (a whole number), got 5.5",
+            ),
+            (
+                "[-1]",
+                "ids[0]: expected an event id (a whole number), got -1",
+            ),
+            (
+                "[-2.0]",
+                "ids[0]: expected an event id (a whole number), got -2",
+            ),
+            (
+                "[1.8446744073709552e19]",
+                "ids[0]: expected an event id (a whole number), got 1.8446744073709552e19",
+            ),
+        ] {
+            match read(text) {
+                Err(ApiError::InvalidRequest(m)) => assert_eq!(m, got, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

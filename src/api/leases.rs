@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::body::{Described, JsonBytes};
-use super::explain::{Field, Rule};
+use super::explain::{Field, Rule, WholeNumber};
 use super::layers::LongPoll;
 use super::openapi as doc;
 use super::path::Queue;
@@ -29,15 +29,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeaseIn {
-    #[serde(default = "one")]
-    max: usize,
-    visibility_timeout_ms: Option<u64>,
-    #[serde(default)]
-    wait_ms: u64,
-}
-
-fn one() -> usize {
-    1
+    max: Option<WholeNumber>,
+    visibility_timeout_ms: Option<WholeNumber>,
+    wait_ms: Option<WholeNumber>,
 }
 
 /// `wait_ms` of a lease: the longest long poll.
@@ -48,9 +42,9 @@ impl Described for LeaseIn {
 
     fn rule(limits: &Limits) -> Rule {
         Rule::object(vec![
-            Field::optional("max", Rule::Whole(limits.lease_max())),
+            Field::nullable("max", Rule::Whole(limits.lease_max())),
             Field::nullable("visibility_timeout_ms", Rule::Whole(VISIBILITY_TIMEOUT_MS)),
-            Field::optional("wait_ms", Rule::Whole(WAIT_MS)),
+            Field::nullable("wait_ms", Rule::Whole(WAIT_MS)),
         ])
     }
 }
@@ -63,25 +57,32 @@ struct LeaseOut<'a> {
 }
 
 /// Lease up to `max` events, waiting up to `wait_ms` for one.
-#[utoipa::path(post, path = "/api/queues/{queue}/lease", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::LeaseIn,
-    responses((status = 200, body = doc::Leased), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/lease", operation_id = "leaseEvents", tag = "leases",
+    params(doc::QueuePath), request_body(content = Option<doc::LeaseIn>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "The events leased, maybe none", body = doc::Leased)))]
 pub(crate) async fn lease(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
     let req: LeaseIn = body.decode(state.broker.limits())?;
-    WAIT_MS.check("wait_ms", req.wait_ms)?;
-    let wait = Duration::from_millis(req.wait_ms);
-    let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
+    let wait_ms = WAIT_MS.check("wait_ms", req.wait_ms.map_or(0, |n| n.0))?;
+    let wait = Duration::from_millis(wait_ms);
+    // Past `usize` is past MAX_BATCH too: the broker refuses it by its range.
+    let max = req
+        .max
+        .map_or(1, |n| usize::try_from(n.0).unwrap_or(usize::MAX));
+    let visibility = req
+        .visibility_timeout_ms
+        .map(|n| Duration::from_millis(n.0));
     let broker = &state.broker;
     let got = if wait.is_zero() {
-        broker.lease(&queue, req.max, visibility)?
+        broker.lease(&queue, max, visibility)?
     } else {
         tokio::select! {
-            got = broker.lease_wait(&queue, req.max, visibility, wait) => got?,
+            got = broker.lease_wait(&queue, max, visibility, wait) => got?,
             // Shutting down: answer now with whatever is there.
-            () = state.shutdown.cancelled() => broker.lease(&queue, req.max, visibility)?,
+            () = state.shutdown.cancelled() => broker.lease(&queue, max, visibility)?,
         }
     };
     let events = got
@@ -106,7 +107,7 @@ struct ReceiptsIn {
 #[serde(deny_unknown_fields)]
 struct NackIn {
     receipts: Vec<String>,
-    delay_ms: Option<u64>,
+    delay_ms: Option<WholeNumber>,
     error: Option<String>,
 }
 
@@ -114,7 +115,7 @@ struct NackIn {
 #[serde(deny_unknown_fields)]
 struct ExtendIn {
     receipts: Vec<String>,
-    visibility_timeout_ms: Option<u64>,
+    visibility_timeout_ms: Option<WholeNumber>,
 }
 
 fn receipts(limits: &Limits) -> Field {
@@ -149,9 +150,12 @@ impl Described for ExtendIn {
 }
 
 /// Ack by receipt: the events are gone.
-#[utoipa::path(post, path = "/api/queues/{queue}/ack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ReceiptsIn,
-    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
-        (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/ack", operation_id = "ackEvents", tag = "leases",
+    params(doc::QueuePath), request_body = doc::ReceiptsIn,
+    responses(
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -163,31 +167,42 @@ pub(crate) async fn ack(
 }
 
 /// Fail deliveries by receipt: retried after a backoff, or dead-lettered.
-#[utoipa::path(post, path = "/api/queues/{queue}/nack", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::NackIn,
-    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody),
-        (status = 503, description = "unavailable", body = doc::ErrorBody), (status = 507, description = "storage_full", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/nack", operation_id = "nackEvents", tag = "leases",
+    params(doc::QueuePath), request_body = doc::NackIn,
+    responses(
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn nack(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
     let req: NackIn = body.decode(state.broker.limits())?;
-    let pending = state
-        .broker
-        .nack(&queue, &req.receipts, req.delay_ms, req.error.as_deref())?;
+    let pending = state.broker.nack(
+        &queue,
+        &req.receipts,
+        req.delay_ms.map(|n| n.0),
+        req.error.as_deref(),
+    )?;
     answer(pending.result().await?)
 }
 
 /// Extend leases by receipt.
-#[utoipa::path(post, path = "/api/queues/{queue}/extend", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::ExtendIn,
-    responses((status = 200, body = doc::Results), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 401, description = "unauthorized", body = doc::ErrorBody), (status = 409, description = "lease_lost: no receipt was ok", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/extend", operation_id = "extendLeases", tag = "leases",
+    params(doc::QueuePath), request_body = doc::ExtendIn,
+    responses(
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody)))]
 pub(crate) async fn extend(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Response, ApiError> {
     let req: ExtendIn = body.decode(state.broker.limits())?;
-    let visibility = req.visibility_timeout_ms.map(Duration::from_millis);
+    let visibility = req
+        .visibility_timeout_ms
+        .map(|n| Duration::from_millis(n.0));
     answer(state.broker.extend(&queue, &req.receipts, visibility)?)
 }
 

@@ -2,32 +2,63 @@
 //! the handlers' `#[utoipa::path]` attributes and the schemas below, which
 //! describe the bodies the handlers read and write (the handlers themselves
 //! decode borrowed raw JSON, which has no schema of its own).
+//!
+//! The document promises what the server does, and no more: a request valid
+//! by its schemas is accepted (or meets a documented refusal such as 404 or
+//! 409), a request outside them is refused with 400, and every status a
+//! route can answer is listed with its body. So:
+//!
+//! - an optional field is nullable when the server takes `null` as absent,
+//!   and only then (the dead-letter `ids` and `all` are not: `{"ids": null}`
+//!   must never mean every dead event);
+//! - every number carries its range and every text its length, the figures
+//!   of `broker::rules`; `MAX_BATCH` is the broker's own, filled in by
+//!   [`ApiDoc::document`], so a broker configured otherwise documents itself;
+//! - request bodies are closed (`additionalProperties: false`), as the
+//!   server refuses unknown fields;
+//! - the answers of the layers and extractors every route goes through (auth,
+//!   rate limit, timeout, the queue in the path, the JSON body) are added to
+//!   each operation by [`Contract`], from shared responses, so that no route
+//!   forgets one.
 
 #![allow(dead_code)] // The schema types are read by the derive, never built.
 
 use std::collections::BTreeMap;
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::AppState;
+use crate::broker::Limits;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/openapi.json", get(document))
 }
 
 /// This OpenAPI document.
-#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "OpenAPI 3 document")))]
-async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+#[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "operations",
+    responses((status = 200, description = "This API as OpenAPI 3.1", body = Object)))]
+async fn document(State(state): State<AppState>) -> Json<Document> {
+    Json(ApiDoc::document(state.broker.limits()))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "event-broker", description = "Durable queues of events over HTTP."),
+    info(
+        title = "event-broker",
+        description = "Durable queues of events over HTTP.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
     paths(
         super::events::enqueue,
         super::leases::lease,
@@ -49,34 +80,275 @@ async fn document() -> Json<utoipa::openapi::OpenApi> {
         super::admin::checkpoint,
         document,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(Enqueued, EnqueuedBatch)),
+    modifiers(&Contract),
     security(("bearer" = [])),
+    tags(
+        (name = "events", description = "Producing events"),
+        (name = "leases", description = "Consuming events under leases"),
+        (name = "queues", description = "Queues and their counts"),
+        (name = "dlq", description = "Dead-letter queues"),
+        (name = "subscriptions", description = "Push delivery to webhooks"),
+        (name = "operations", description = "Health, status, metrics and this document"),
+        (name = "admin", description = "Checkpoints for backups"),
+    ),
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+impl ApiDoc {
+    /// The document of a broker with these limits: `MAX_BATCH` bounds
+    /// batches, receipt lists and leases.
+    pub fn document(limits: &Limits) -> Document {
+        let mut doc = ApiDoc::openapi();
+        let batch = limits.max_batch;
+        if let Some(Schema::OneOf(one_of)) = schema(&mut doc, "EventsIn") {
+            for item in &mut one_of.items {
+                if let RefOr::T(Schema::Array(array)) = item {
+                    array.max_items = Some(batch);
+                }
+            }
+        }
+        for body in ["ReceiptsIn", "NackIn", "ExtendIn"] {
+            if let Some(RefOr::T(Schema::Array(array))) = property(&mut doc, body, "receipts") {
+                array.max_items = Some(batch);
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(max))) = property(&mut doc, "LeaseIn", "max") {
+            max.maximum = Some(batch.into());
+        }
+        doc
+    }
+}
 
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
+/// The schema named `name` of the components.
+fn schema<'a>(doc: &'a mut Document, name: &str) -> Option<&'a mut Schema> {
+    match doc.components.as_mut()?.schemas.get_mut(name)? {
+        RefOr::T(schema) => Some(schema),
+        RefOr::Ref(_) => None,
+    }
+}
+
+/// The schema of the field `field` of the object schema named `name`.
+fn property<'a>(doc: &'a mut Document, name: &str, field: &str) -> Option<&'a mut RefOr<Schema>> {
+    match schema(doc, name)? {
+        Schema::Object(object) => object.properties.get_mut(field),
+        _ => None,
+    }
+}
+
+/// The request bodies, which the server reads strictly: an unknown field is
+/// refused, so the schemas allow none.
+const REQUEST_BODIES: [&str; 7] = [
+    "EventIn",
+    "LeaseIn",
+    "ReceiptsIn",
+    "NackIn",
+    "ExtendIn",
+    "SubscriptionIn",
+    "CheckpointIn",
+];
+
+/// What every route shares: the bearer scheme, closed request bodies, and
+/// the answers of the layers and extractors in front of the handlers.
+struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        for (name, response) in shared_responses() {
+            let response = response.build();
+            components
+                .responses
+                .insert(name.to_string(), response.into());
+        }
+        for name in REQUEST_BODIES {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                not_null_when_optional(operation);
+                add_shared_answers(operation);
+            }
+        }
     }
+}
+
+/// utoipa writes the body of an `Option<T>` as `oneOf: [null, T]`; the
+/// server takes an absent body for the defaults, not a JSON `null`, so an
+/// optional body is `T`, not required.
+fn not_null_when_optional(operation: &mut Operation) {
+    let Some(body) = operation.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::new(Type::Null));
+        let mut others = one_of.items.iter().filter(|s| !is_null(s));
+        if let (Some(only), None) = (others.next(), others.next()) {
+            content.schema = Some(only.clone());
+        }
+    }
+}
+
+/// Adds to `operation` the answers it can get before or around its
+/// handler, where the handler's own attribute does not list them already.
+fn add_shared_answers(operation: &mut Operation) {
+    let open = operation
+        .security
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
+    let has_queue = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.name == "queue" && p.parameter_in == ParameterIn::Path);
+    let has_body = operation.request_body.is_some();
+    let mut answers: Vec<(&str, &str)> = Vec::new();
+    if has_queue || has_body {
+        answers.push(("400", "BadRequest"));
+    }
+    if has_queue {
+        // An empty queue name leaves the path without its segment: no route.
+        answers.push(("404", "NotFound"));
+    }
+    if has_body {
+        answers.extend([("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")]);
+    }
+    if !open {
+        // The health routes are open and never limited; readiness answers 503 itself.
+        answers.extend([
+            ("401", "Unauthorized"),
+            ("429", "TooManyRequests"),
+            ("503", "Unavailable"),
+        ]);
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, name) in answers {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| Ref::new(format!("#/components/responses/{name}")).into());
+    }
+}
+
+/// The error answers shared by many routes, by name.
+fn shared_responses() -> Vec<(&'static str, ResponseBuilder)> {
+    let error = |description: &str| {
+        ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+    };
+    let seconds = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+    };
+    vec![
+        (
+            "BadRequest",
+            error("invalid_json: the body is not JSON; invalid_request: a field, a query parameter or the queue name is not what the route allows (the message names it)"),
+        ),
+        ("Unauthorized", error("unauthorized: BROKER_TOKEN is set and the bearer token is missing or wrong").header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["Bearer"])))
+                .build(),
+        )),
+        ("NotFound", error("not_found: no such queue, subscription or route")),
+        ("PayloadTooLarge", error("payload_too_large: a payload over MAX_PAYLOAD_BYTES, a body over MAX_REQUEST_BYTES, or a batch larger than the queue can ever hold")),
+        ("UnsupportedMediaType", error("unsupported_media_type: a body sent without a JSON content type")),
+        ("TooManyRequests", error("rate_limited: past the per-client rate limit; queue_full (enqueue only): the queue is at QUEUE_MAX_SIZE").header(
+            "Retry-After",
+            HeaderBuilder::new().schema(seconds()).description(Some("Seconds to wait before retrying")).build(),
+        )),
+        ("Unavailable", error("unavailable: the broker is recovering its log or shutting down, the log refuses writes until a restart, or the request timed out")),
+    ]
+}
+
+/// The `{queue}` of a route's path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct QueuePath {
+    /// The queue's name.
+    #[param(pattern = r"^[A-Za-z0-9_.-]{1,128}$", min_length = 1, max_length = 128)]
+    queue: String,
+}
+
+/// The query of a dead-letter listing.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DlqQuery {
+    /// Events per page; default 100.
+    #[param(minimum = 1, maximum = 1000, required = false)]
+    limit: u32,
+    /// Only ids above this one: the `next` of the previous page.
+    #[param(
+        format = "uint64",
+        minimum = 0,
+        maximum = 18446744073709551615usize,
+        required = false
+    )]
+    after: u64,
 }
 
 /// One event to enqueue.
 #[derive(ToSchema)]
 pub struct EventIn {
-    /// Any JSON value; stored and returned byte for byte.
-    #[schema(value_type = Object)]
+    /// Any JSON value, `null` included; stored and handed back byte for byte.
+    /// At most MAX_PAYLOAD_BYTES of JSON text.
     payload: Value,
-    /// Not deliverable before now + this (at most 30 days).
+    /// Not delivered before now plus this many milliseconds; default 0.
+    #[schema(minimum = 0, maximum = 2592000000u64)]
     delay_ms: Option<u64>,
-    /// Within IDEMPOTENCY_WINDOW_MS the same key on the same queue returns the first id.
-    #[schema(max_length = 256)]
+    /// Within IDEMPOTENCY_WINDOW_MS another enqueue on the same queue with
+    /// the same key stores nothing and answers the first event's id.
+    #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
-    /// Returned with the event.
+    /// Handed back with the event.
     headers: Option<BTreeMap<String, String>>,
+}
+
+/// The body of an enqueue: one event, or a batch of 1 to MAX_BATCH, stored
+/// all or nothing.
+pub struct EventsIn;
+
+impl PartialSchema for EventsIn {
+    fn schema() -> RefOr<Schema> {
+        let batch = ArrayBuilder::new()
+            .items(Ref::from_schema_name("EventIn"))
+            .min_items(Some(1))
+            .max_items(Some(Limits::default().max_batch))
+            .description(Some("A batch: every event is stored, or none is"));
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("EventIn"))
+            .item(batch)
+            .into()
+    }
+}
+
+impl ToSchema for EventsIn {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("EventIn".into(), EventIn::schema()));
+        EventIn::schemas(schemas);
+    }
 }
 
 /// The answer to one enqueued event.
@@ -87,20 +359,42 @@ pub struct Enqueued {
     duplicate: bool,
 }
 
-/// The answer to a batch.
+/// The answer to a batch: the ids in the order of the events.
 #[derive(ToSchema)]
 pub struct EnqueuedBatch {
     ids: Vec<u64>,
 }
 
-/// A lease request; every field is optional.
+/// The answer to an enqueue: [`Enqueued`] for one event, [`EnqueuedBatch`] for a batch.
+pub struct EnqueuedAny;
+
+impl PartialSchema for EnqueuedAny {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("Enqueued"))
+            .item(Ref::from_schema_name("EnqueuedBatch"))
+            .into()
+    }
+}
+
+impl ToSchema for EnqueuedAny {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("Enqueued".into(), Enqueued::schema()));
+        schemas.push(("EnqueuedBatch".into(), EnqueuedBatch::schema()));
+    }
+}
+
+/// A lease request; every field is optional, and the body too.
 #[derive(ToSchema)]
 pub struct LeaseIn {
-    /// 1..=MAX_BATCH, default 1.
+    /// The most events to lease, 1 to MAX_BATCH; default 1.
+    #[schema(minimum = 1, maximum = 1000)]
     max: Option<u32>,
-    /// Default VISIBILITY_TIMEOUT_MS, at most 12 hours.
+    /// The lease length, up to 12 hours; default VISIBILITY_TIMEOUT_MS.
+    #[schema(minimum = 1, maximum = 43200000u64)]
     visibility_timeout_ms: Option<u64>,
-    /// Long polling: 0..=60000, default 0.
+    /// A long poll: wait up to this long for an event; default 0.
+    #[schema(minimum = 0, maximum = 60000u64)]
     wait_ms: Option<u64>,
 }
 
@@ -109,56 +403,85 @@ pub struct LeaseIn {
 pub struct LeasedEvent {
     id: u64,
     queue: String,
-    #[schema(value_type = Object)]
+    /// The payload as it was sent.
     payload: Value,
     headers: BTreeMap<String, String>,
     /// Deliveries so far, this one included.
+    #[schema(minimum = 1)]
     attempt: u32,
-    /// RFC 3339.
+    #[schema(format = DateTime)]
     enqueued_at: String,
     /// Names this lease for ack, nack and extend.
     receipt: String,
-    /// RFC 3339.
+    #[schema(format = DateTime)]
     lease_expires_at: String,
 }
 
+/// The answer to a lease.
 #[derive(ToSchema)]
 pub struct Leased {
     events: Vec<LeasedEvent>,
 }
 
+/// The receipts of an ack.
 #[derive(ToSchema)]
 pub struct ReceiptsIn {
+    /// 1 to MAX_BATCH receipts, as leases answered them.
+    #[schema(min_items = 1, max_items = 1000)]
     receipts: Vec<String>,
 }
 
+/// The receipts of a nack, and what happens next.
 #[derive(ToSchema)]
 pub struct NackIn {
+    /// 1 to MAX_BATCH receipts, as leases answered them.
+    #[schema(min_items = 1, max_items = 1000)]
     receipts: Vec<String>,
-    /// Replaces the backoff.
+    /// Retry after this many milliseconds instead of the backoff.
+    #[schema(minimum = 0, maximum = 2592000000u64)]
     delay_ms: Option<u64>,
     /// Kept as the event's last error.
+    #[schema(max_length = 4096)]
     error: Option<String>,
 }
 
+/// The receipts of an extend, and the new lease length.
 #[derive(ToSchema)]
 pub struct ExtendIn {
+    /// 1 to MAX_BATCH receipts, as leases answered them.
+    #[schema(min_items = 1, max_items = 1000)]
     receipts: Vec<String>,
+    /// The lease ends this long from now, up to 12 hours; default VISIBILITY_TIMEOUT_MS.
+    #[schema(minimum = 1, maximum = 43200000u64)]
     visibility_timeout_ms: Option<u64>,
 }
 
+/// One receipt's outcome.
 #[derive(ToSchema)]
 pub struct ReceiptResult {
     receipt: String,
-    /// `ok`, `lease_lost` or `not_found`.
-    status: String,
+    status: ReceiptStatus,
 }
 
+/// What became of one receipt.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Done.
+    Ok,
+    /// The lease expired, was finished, or was replaced by a newer one.
+    LeaseLost,
+    /// No such event.
+    NotFound,
+}
+
+/// One result per receipt, in the order of the request.
 #[derive(ToSchema)]
 pub struct Results {
     results: Vec<ReceiptResult>,
 }
 
+/// A queue's counts: events in each state now, and totals since the start.
 #[derive(ToSchema)]
 pub struct QueueOut {
     name: String,
@@ -171,62 +494,105 @@ pub struct QueueOut {
     dead_lettered_total: u64,
 }
 
+/// Every queue.
 #[derive(ToSchema)]
 pub struct Queues {
     queues: Vec<QueueOut>,
 }
 
+/// A dead event.
 #[derive(ToSchema)]
 pub struct DeadEvent {
     id: u64,
-    #[schema(value_type = Object)]
+    /// The payload as it was sent.
     payload: Value,
     headers: BTreeMap<String, String>,
     /// Failed deliveries.
     attempts: u32,
     last_error: Option<String>,
-    /// RFC 3339.
+    #[schema(format = DateTime)]
     dead_at: String,
 }
 
+/// A page of a dead-letter queue.
 #[derive(ToSchema)]
 pub struct DlqPage {
     events: Vec<DeadEvent>,
-    /// Pass as `after` for the next page.
+    /// The `after` of the next page; `null` when the listing is complete.
+    #[schema(required = true)]
     next: Option<u64>,
 }
 
-/// `{"ids": [...]}` for those dead events, `{}` or `{"all": true}` for
-/// every one; a missing body, `{"all": false}` without ids, and ids with
-/// `"all": true` are refused.
-#[derive(ToSchema)]
-pub struct IdsIn {
-    /// The dead events to act on.
-    ids: Option<Vec<u64>>,
-    /// `true` for every dead event of the queue.
-    all: Option<bool>,
+/// Which dead events a redrive or purge takes: `{"ids": [...]}` for those,
+/// `{}` or `{"all": true}` for every one. A missing body, `{"all": false}`
+/// without ids, and ids with `"all": true` are refused.
+pub struct IdsIn;
+
+impl PartialSchema for IdsIn {
+    fn schema() -> RefOr<Schema> {
+        let closed = || Some(AdditionalProperties::FreeForm(false));
+        let flag = |value: bool| {
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .enum_values(Some([value]))
+        };
+        let id = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("uint64".into())))
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX as usize));
+        let some = ObjectBuilder::new()
+            .description(Some("Those dead events"))
+            .property("ids", ArrayBuilder::new().items(id))
+            .required("ids")
+            .property("all", flag(false))
+            .additional_properties(closed());
+        let every = ObjectBuilder::new()
+            .description(Some("Every dead event of the queue"))
+            .property("all", flag(true))
+            .additional_properties(closed());
+        OneOfBuilder::new().item(some).item(every).into()
+    }
 }
 
+impl ToSchema for IdsIn {}
+
+/// The answer to a redrive.
 #[derive(ToSchema)]
 pub struct Redriven {
+    /// Dead events put back to ready.
     redriven: u64,
 }
 
+/// The answer to a purge.
 #[derive(ToSchema)]
 pub struct Purged {
+    /// Dead events deleted.
     purged: u64,
 }
 
 /// A webhook subscription.
 #[derive(ToSchema)]
 pub struct SubscriptionIn {
-    /// Where each event is POSTed: an http:// or https:// URL.
+    /// Where each event is POSTed: `http://` or `https://`, a host name or
+    /// an IPv4 address, an optional port, path and query; no user name or
+    /// password. The pattern is `WEBHOOK_URL_PATTERN` of the broker.
+    #[schema(
+        format = "uri",
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|(?:[A-Za-z0-9](?:-?[A-Za-z0-9])*\.)*[A-Za-z](?:-?[A-Za-z0-9])*)(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
+    )]
     url: String,
-    /// Deliveries at once, 1..=1024; default WORKER_COUNT.
+    /// Calls at once, 1 to 1024; default WORKER_COUNT.
+    #[schema(minimum = 1, maximum = 1024)]
     concurrency: Option<u32>,
-    /// How long one call may take, 1..=300000 ms; default 10000.
+    /// How long one call may take; default 10000.
+    #[schema(minimum = 1, maximum = 300000u64)]
     timeout_ms: Option<u64>,
-    /// Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes.
+    /// Standard Webhooks secret: `whsec_` and the canonical base64 of 24 to
+    /// 64 random bytes (`WEBHOOK_SECRET_PATTERN` of the broker).
+    #[schema(
+        pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$"
+    )]
     secret: Option<String>,
 }
 
@@ -241,33 +607,109 @@ pub struct SubscriptionOut {
     signed: bool,
 }
 
+/// A checkpoint request; the body is optional.
 #[derive(ToSchema)]
 pub struct CheckpointIn {
-    /// `[A-Za-z0-9_.-]{1,128}`; default: the time.
+    /// The checkpoint's directory under `DATA_DIR/checkpoints/`; default:
+    /// the time.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$", min_length = 1, max_length = 128)]
     name: Option<String>,
 }
 
+/// A checkpoint made.
 #[derive(ToSchema)]
 pub struct CheckpointOut {
+    /// Relative to DATA_DIR.
     path: String,
     segments: u64,
     bytes: u64,
 }
 
+/// Liveness or readiness.
 #[derive(ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
-    status: String,
-    /// Why it is unavailable.
-    reason: Option<String>,
+    status: HealthStatus,
+    /// Why it is unavailable; only then.
+    #[schema(required = false)]
+    reason: String,
 }
 
+/// `ok` (alive), `ready`, or `unavailable`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The process serves.
+    Ok,
+    /// Ready for traffic.
+    Ready,
+    /// Not ready: see `reason`.
+    Unavailable,
+}
+
+/// The broker's state and effective configuration.
+#[derive(ToSchema)]
+pub struct Status {
+    version: String,
+    uptime_seconds: u64,
+    queues: Vec<QueueOut>,
+    wal: WalStatus,
+    /// Webhook delivery tasks.
+    workers: u64,
+    /// Each setting by its variable, without secrets.
+    config: BTreeMap<String, String>,
+}
+
+/// The log's state.
+#[derive(ToSchema)]
+pub struct WalStatus {
+    segments: u64,
+    bytes: u64,
+    /// First sequence number of the oldest segment.
+    oldest_segment: u64,
+    /// The fsync policy in force.
+    fsync: String,
+    /// Why the log refuses writes, if it does.
+    #[schema(required = true)]
+    failure: Option<String>,
+}
+
+/// What a program tests of an error: the code of API.md's error table.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 400: a field, parameter or name is not what the route allows.
+    InvalidRequest,
+    /// 401: the token is missing or wrong.
+    Unauthorized,
+    /// 404: no such route, queue, id or subscription.
+    NotFound,
+    /// 405: the route has no such method.
+    MethodNotAllowed,
+    /// 409: no receipt named a current lease.
+    LeaseLost,
+    /// 409: a checkpoint of that name exists.
+    Conflict,
+    /// 413: over a size limit.
+    PayloadTooLarge,
+    /// 415: a body without a JSON content type.
+    UnsupportedMediaType,
+    /// 429: past the rate limit.
+    RateLimited,
+    /// 429: the queue is full.
+    QueueFull,
+    /// 503: recovering, shutting down, or the log failed.
+    Unavailable,
+    /// 507: the disk was full.
+    StorageFull,
+}
+
+/// The error itself.
 #[derive(ToSchema)]
 pub struct ErrorDetail {
-    /// `invalid_json`, `invalid_request`, `unauthorized`, `not_found`, `lease_lost`,
-    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `queue_full`,
-    /// `unavailable`, `storage_full`.
-    code: String,
+    code: ErrorCode,
+    /// A sentence for people; for a bad request it names the field.
     message: String,
 }
 
@@ -275,4 +717,7 @@ pub struct ErrorDetail {
 #[derive(ToSchema)]
 pub struct ErrorBody {
     error: ErrorDetail,
+    /// Beside a 409 `lease_lost` only: what became of each receipt.
+    #[schema(required = false)]
+    results: Vec<ReceiptResult>,
 }

@@ -20,7 +20,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/api/metrics", responses((status = 200, description = "text/plain; version=0.0.4", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/api/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let ready = unready(&state).is_none();
     let body = state.metrics.render(&state.broker, ready);
@@ -34,13 +35,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = doc::Health)))]
+#[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "operations", security(()),
+    responses((status = 200, description = "Alive", body = doc::Health)))]
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: 503 while shutting down or when the log refuses writes.
-#[utoipa::path(get, path = "/api/health/ready", security(()), responses((status = 200, body = doc::Health), (status = 503, body = doc::Health)))]
+#[utoipa::path(get, path = "/api/health/ready", operation_id = "ready", tag = "operations", security(()),
+    responses((status = 200, description = "Ready", body = doc::Health), (status = 503, description = "Recovering the log, shutting down, or the log failed", body = doc::Health)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match unready(&state) {
         None => (StatusCode::OK, Json(json!({"status": "ready"}))),
@@ -66,7 +69,8 @@ fn unready(state: &AppState) -> Option<String> {
 }
 
 /// Version, uptime, queues, the log and the effective configuration.
-#[utoipa::path(get, path = "/api/status", responses((status = 200, description = "Status object")))]
+#[utoipa::path(get, path = "/api/status", operation_id = "status", tag = "operations",
+    responses((status = 200, description = "Version, uptime, queues, the log and the effective configuration", body = doc::Status)))]
 pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     let wal = state.broker.wal().status();
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();

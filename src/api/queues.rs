@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::body::{Described, JsonBytes};
-use super::explain::{Field, Rule};
+use super::explain::{Field, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
@@ -41,14 +41,17 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
 }
 
 /// Every queue with its counts.
-#[utoipa::path(get, path = "/api/queues", responses((status = 200, body = doc::Queues)))]
+#[utoipa::path(get, path = "/api/queues", operation_id = "listQueues", tag = "queues",
+    responses((status = 200, description = "Every queue with its counts", body = doc::Queues)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     Json(json!({ "queues": queues }))
 }
 
 /// One queue's counts.
-#[utoipa::path(get, path = "/api/queues/{queue}", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), responses((status = 200, body = doc::QueueOut), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(get, path = "/api/queues/{queue}", operation_id = "getQueue", tag = "queues",
+    params(doc::QueuePath),
+    responses((status = 200, description = "The queue's counts", body = doc::QueueOut)))]
 pub(crate) async fn one(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -140,9 +143,9 @@ fn shown(value: &str) -> String {
 }
 
 /// A page of the queue's dead-letter queue.
-#[utoipa::path(get, path = "/api/queues/{queue}/dlq",
-    params(("queue" = String, Path, description = "Queue name"), ("limit" = Option<u32>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "Ids above this")),
-    responses((status = 200, body = doc::DlqPage), (status = 400, description = "invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(get, path = "/api/queues/{queue}/dlq", operation_id = "listDeadLetters", tag = "dlq",
+    params(doc::QueuePath, doc::DlqQuery),
+    responses((status = 200, description = "Dead events in id order", body = doc::DlqPage)))]
 pub(crate) async fn dlq(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -181,7 +184,7 @@ pub(crate) async fn dlq(
 #[serde(deny_unknown_fields)]
 struct IdsIn {
     #[serde(default, deserialize_with = "not_null")]
-    ids: Option<Vec<u64>>,
+    ids: Option<Vec<WholeNumber>>,
     #[serde(default, deserialize_with = "not_null")]
     all: Option<bool>,
 }
@@ -217,9 +220,9 @@ impl Described for IdsIn {
 
 impl IdsIn {
     /// The ids asked for, or `None` for every dead event.
-    fn chosen(&self) -> Result<Option<&[u64]>, ApiError> {
+    fn chosen(&self) -> Result<Option<Vec<u64>>, ApiError> {
         match (&self.ids, self.all) {
-            (Some(ids), None | Some(false)) => Ok(Some(ids)),
+            (Some(ids), None | Some(false)) => Ok(Some(ids.iter().map(|n| n.0).collect())),
             (None, None | Some(true)) => Ok(None),
             (None, Some(false)) => Err(ApiError::InvalidRequest(format!(
                 "all: false chooses no event; send {IDS_ABOUT}"
@@ -232,27 +235,33 @@ impl IdsIn {
 }
 
 /// Dead events back to ready, failures reset.
-#[utoipa::path(post, path = "/api/queues/{queue}/dlq/redrive", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
-    responses((status = 200, body = doc::Redriven), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/dlq/redrive", operation_id = "redriveDeadLetters", tag = "dlq",
+    params(doc::QueuePath), request_body = doc::IdsIn,
+    responses(
+        (status = 200, description = "How many dead events are ready again", body = doc::Redriven),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: IdsIn = body.decode(state.broker.limits())?;
-    let pending = state.broker.redrive(&queue, req.chosen()?)?;
+    let pending = state.broker.redrive(&queue, req.chosen()?.as_deref())?;
     Ok(Json(json!({ "redriven": pending.result().await? })))
 }
 
 /// Delete dead events.
-#[utoipa::path(post, path = "/api/queues/{queue}/dlq/purge", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::IdsIn,
-    responses((status = 200, body = doc::Purged), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(post, path = "/api/queues/{queue}/dlq/purge", operation_id = "purgeDeadLetters", tag = "dlq",
+    params(doc::QueuePath), request_body = doc::IdsIn,
+    responses(
+        (status = 200, description = "How many dead events were deleted", body = doc::Purged),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: IdsIn = body.decode(state.broker.limits())?;
-    let pending = state.broker.purge(&queue, req.chosen()?)?;
+    let pending = state.broker.purge(&queue, req.chosen()?.as_deref())?;
     Ok(Json(json!({ "purged": pending.result().await? })))
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::body::{Described, JsonBytes};
-use super::explain::{Field, Rule};
+use super::explain::{Field, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
@@ -25,8 +25,8 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct SubscriptionIn {
     url: String,
-    concurrency: Option<u32>,
-    timeout_ms: Option<u64>,
+    concurrency: Option<WholeNumber>,
+    timeout_ms: Option<WholeNumber>,
     secret: Option<String>,
 }
 
@@ -67,18 +67,25 @@ impl<'a> From<&'a Subscription> for SubscriptionOut<'a> {
 }
 
 /// Push the queue's events to a webhook (sets or replaces its subscription).
-#[utoipa::path(put, path = "/api/queues/{queue}/subscription", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")), request_body = doc::SubscriptionIn,
-    responses((status = 200, body = doc::SubscriptionOut), (status = 400, description = "invalid_json or invalid_request", body = doc::ErrorBody)))]
+#[utoipa::path(put, path = "/api/queues/{queue}/subscription", operation_id = "putSubscription", tag = "subscriptions",
+    params(doc::QueuePath), request_body = doc::SubscriptionIn,
+    responses(
+        (status = 200, description = "The subscription as it is now", body = doc::SubscriptionOut),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn set(
     State(state): State<AppState>,
     Queue(queue): Queue,
     body: JsonBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: SubscriptionIn = body.decode(state.broker.limits())?;
+    let concurrency = req
+        .concurrency
+        .map(|n| u32::try_from(n.0).map_err(|_| CONCURRENCY.refuse("concurrency", n.0)))
+        .transpose()?;
     let request = SubscriptionRequest {
         url: req.url,
-        concurrency: req.concurrency,
-        timeout_ms: req.timeout_ms,
+        concurrency,
+        timeout_ms: req.timeout_ms.map(|n| n.0),
         secret: req.secret,
     };
     let subscription = state.broker.subscribe(&queue, request).await?;
@@ -86,8 +93,9 @@ pub(crate) async fn set(
 }
 
 /// The queue's webhook subscription.
-#[utoipa::path(get, path = "/api/queues/{queue}/subscription", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")),
-    responses((status = 200, body = doc::SubscriptionOut), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(get, path = "/api/queues/{queue}/subscription", operation_id = "getSubscription", tag = "subscriptions",
+    params(doc::QueuePath),
+    responses((status = 200, description = "The subscription", body = doc::SubscriptionOut)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Queue(queue): Queue,
@@ -99,8 +107,11 @@ pub(crate) async fn show(
 }
 
 /// Stop pushing the queue's events.
-#[utoipa::path(delete, path = "/api/queues/{queue}/subscription", params(("queue" = String, Path, description = "Queue name: [A-Za-z0-9_.-]{1,128}")),
-    responses((status = 204, description = "removed"), (status = 404, description = "not_found", body = doc::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/queues/{queue}/subscription", operation_id = "deleteSubscription", tag = "subscriptions",
+    params(doc::QueuePath),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     Queue(queue): Queue,

@@ -165,6 +165,32 @@ pub const CONCURRENCY: Whole = Whole::count(1, MAX_CONCURRENCY as u64);
 /// `timeout_ms` of a webhook subscription: up to 5 minutes.
 pub const WEBHOOK_TIMEOUT_MS: Whole = Whole::millis(1, MAX_WEBHOOK_TIMEOUT_MS);
 
+/// The webhook URLs a subscription takes, as the OpenAPI document states
+/// them: `http://` or `https://` (in any case), a host name or an IPv4
+/// address, an optional port from 1 to 65535, then an optional path and
+/// query of URL characters. Host names are labels of letters, digits and
+/// single hyphens inside, the last starting with a letter; so no user name
+/// or password, no IPv6 address, and no punycode (`xn--`) label. The
+/// subscription's check holds a URL to exactly this, so that the document
+/// and the server agree on every string.
+pub const WEBHOOK_URL_PATTERN: &str = concat!(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://",
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}",
+    r"|(?:[A-Za-z0-9](?:-?[A-Za-z0-9])*\.)*[A-Za-z](?:-?[A-Za-z0-9])*)",
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?",
+    r"(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$",
+);
+
+/// The secrets a subscription takes, as the OpenAPI document states them:
+/// `whsec_` and the canonical base64, with padding, of 24 to 64 bytes; the
+/// last character before `=` or `==` leaves no bits over.
+pub const WEBHOOK_SECRET_PATTERN: &str = concat!(
+    r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}",
+    r"(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?",
+    r"|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$",
+);
+
 impl Limits {
     /// Events in one enqueue: 1 to `MAX_BATCH`.
     pub fn events(&self) -> Count {

@@ -144,22 +144,112 @@ impl Broker {
 
 fn check_url(text: &str) -> Result<(), BrokerError> {
     let bad = |why: &str| BrokerError::invalid("url", format!("expected {why}"));
-    let url = url::Url::parse(text).map_err(|e| {
-        bad(&format!(
-            "an absolute http:// or https:// URL, got text that is not one ({e})"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
+    let Some(rest) = strip_http_scheme(text) else {
         return Err(bad("an http:// or https:// URL"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("a URL with a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
         // Credentials in a URL end up in logs; a secret signs the requests instead.
         return Err(bad("a URL without user name or password"));
     }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if !(is_ipv4(host) || is_host_name(host)) {
+        return Err(bad(
+            "a URL whose host is a name (letters, digits, '.' and '-', the last label \
+             starting with a letter) or an IPv4 address",
+        ));
+    }
+    if !port.is_none_or(is_port) {
+        return Err(bad("a URL whose port, when given, is from 1 to 65535"));
+    }
+    if !is_path_and_query(tail) {
+        return Err(bad(
+            "a URL whose path and query are of letters, digits, -._~!$&'()*+,;=:@/? and %XX escapes",
+        ));
+    }
+    // What the grammar takes always parses; a URL that did not would never
+    // be delivered, so it is refused rather than stored.
+    url::Url::parse(text).map_err(|e| bad(&format!("a URL that parses ({e})")))?;
     Ok(())
+}
+
+fn strip_http_scheme(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_once("://")?;
+    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    http.then_some(rest)
+}
+
+/// Four decimal numbers from 0 to 255, without leading zeros.
+fn is_ipv4(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            let digits = !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit());
+            digits
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
+/// Labels of ASCII letters and digits with single hyphens inside, the last
+/// starting with a letter (a last label of digits would be read as an IPv4
+/// address).
+fn is_host_name(host: &str) -> bool {
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+            && !l.contains("--")
+    };
+    let last = host.rsplit('.').next().unwrap_or("");
+    host.split('.').all(label) && last.starts_with(|c: char| c.is_ascii_alphabetic())
+}
+
+/// 1 to 65535, without leading zeros.
+fn is_port(port: &str) -> bool {
+    !port.starts_with('0')
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|n| n >= 1)
+}
+
+/// Empty, or `/path`, `?query` or `/path?query` of URL characters, each
+/// `%` starting an escape of two hex digits.
+fn is_path_and_query(tail: &str) -> bool {
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    (path.is_empty() || path.starts_with('/'))
+        && is_url_text(path, b"")
+        && query.is_none_or(|q| is_url_text(q, b"?"))
+}
+
+/// Letters, digits, `-._~!$&'()*+,;=:@/`, the bytes of `more`, and
+/// `%XX` escapes.
+fn is_url_text(text: &str, more: &[u8]) -> bool {
+    let mut bytes = text.bytes();
+    while let Some(c) = bytes.next() {
+        let ok = match c {
+            b'%' => {
+                bytes.next().is_some_and(|h| h.is_ascii_hexdigit())
+                    && bytes.next().is_some_and(|l| l.is_ascii_hexdigit())
+            }
+            c => {
+                c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&c) || more.contains(&c)
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// The HMAC key of a Standard Webhooks secret: the bytes after `whsec_`,
@@ -187,17 +277,72 @@ mod tests {
 
     #[test]
     fn urls_must_be_absolute_http_without_credentials() {
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_url("https://hooks.example.com/x?y=1").is_ok());
+        for good in [
+            "http://127.0.0.1:9000/hook",
+            "https://hooks.example.com/x?y=1",
+            "HTTPS://Hooks.Example.COM:443",
+            "http://localhost?a=b?c",
+            "http://a-b.c0/%7e/./../x?%2F",
+            "http://0.com:65535/",
+        ] {
+            assert!(check_url(good).is_ok(), "{good:?}");
+        }
         for bad in [
             "",
             "/hook",
             "ftp://example.com/",
             "http://user:pw@example.com/",
+            "http://user@example.com/",
             "mailto:a@b.c",
+            "http://",
+            "http://example.com*",
+            "http://a--b.com/",
+            "http://-a.com/",
+            "http://a.com./",
+            "http://a..com/",
+            "http://1.2.3/",
+            "http://1.2.3.256/",
+            "http://01.2.3.4/",
+            "http://a.123/",
+            "http://[::1]:9000/",
+            "http://a.com:0/",
+            "http://a.com:080/",
+            "http://a.com:65536/",
+            "http://a.com:/",
+            "http://a.com/x y",
+            "http://a.com/#top",
+            "http://a.com/é",
+            "http://a.com/100%",
+            "http://a.com/?q=%zz",
         ] {
             let err = check_url(bad).unwrap_err().to_string();
             assert!(err.starts_with("url: "), "{bad:?}: {err}");
+        }
+    }
+
+    /// The strings of a whole-string pattern; proptest generates from a
+    /// pattern without its anchors, which it reads as whole-string anyway.
+    fn unanchored(pattern: &str) -> proptest::string::RegexGeneratorStrategy<String> {
+        let inner = pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$'));
+        proptest::string::string_regex(inner.expect("an anchored pattern")).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Every string of the documented pattern is taken, so that a
+        /// client that follows the document is never refused.
+        #[test]
+        fn every_url_of_the_documented_pattern_is_taken(
+            url in unanchored(rules::WEBHOOK_URL_PATTERN)
+        ) {
+            proptest::prop_assert!(check_url(&url).is_ok(), "{url:?}: {:?}", check_url(&url));
+        }
+
+        /// And every secret.
+        #[test]
+        fn every_secret_of_the_documented_pattern_is_taken(
+            secret in unanchored(rules::WEBHOOK_SECRET_PATTERN)
+        ) {
+            proptest::prop_assert!(signing_key(&secret).is_ok(), "{secret:?}");
         }
     }
 
@@ -215,6 +360,8 @@ mod tests {
         for bad in [
             b64(32),
             format!("whsec_{}", b64(23)),
+            // Bits left over after the last byte: not canonical.
+            format!("whsec_{}B=", &b64(26)[..34]),
             format!("whsec_{}", b64(65)),
             "whsec_not base64!".to_string(),
         ] {

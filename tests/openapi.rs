@@ -1,0 +1,428 @@
+//! The OpenAPI document as clients read it: operationIds a generated client
+//! reads well with, plain-word tags, the license, every `$ref` resolving,
+//! the error table's codes, and the figures the server checks (the
+//! broker's `MAX_BATCH`, the rules' patterns). `.ci/schemathesis-check`
+//! holds the live server to the document; this holds the document to the
+//! contract.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::api::Api;
+use common::broker::limits;
+use event_broker::broker::rules;
+use serde_json::Value;
+
+/// Every operation: method, path, operationId and tag.
+const OPERATIONS: [(&str, &str, &str, &str); 19] = [
+    (
+        "post",
+        "/api/queues/{queue}/events",
+        "enqueueEvents",
+        "events",
+    ),
+    ("post", "/api/queues/{queue}/lease", "leaseEvents", "leases"),
+    ("post", "/api/queues/{queue}/ack", "ackEvents", "leases"),
+    ("post", "/api/queues/{queue}/nack", "nackEvents", "leases"),
+    (
+        "post",
+        "/api/queues/{queue}/extend",
+        "extendLeases",
+        "leases",
+    ),
+    ("get", "/api/queues", "listQueues", "queues"),
+    ("get", "/api/queues/{queue}", "getQueue", "queues"),
+    ("get", "/api/queues/{queue}/dlq", "listDeadLetters", "dlq"),
+    (
+        "post",
+        "/api/queues/{queue}/dlq/redrive",
+        "redriveDeadLetters",
+        "dlq",
+    ),
+    (
+        "post",
+        "/api/queues/{queue}/dlq/purge",
+        "purgeDeadLetters",
+        "dlq",
+    ),
+    (
+        "put",
+        "/api/queues/{queue}/subscription",
+        "putSubscription",
+        "subscriptions",
+    ),
+    (
+        "get",
+        "/api/queues/{queue}/subscription",
+        "getSubscription",
+        "subscriptions",
+    ),
+    (
+        "delete",
+        "/api/queues/{queue}/subscription",
+        "deleteSubscription",
+        "subscriptions",
+    ),
+    ("get", "/api/health", "health", "operations"),
+    ("get", "/api/health/ready", "ready", "operations"),
+    ("get", "/api/status", "status", "operations"),
+    ("get", "/api/metrics", "metrics", "operations"),
+    ("get", "/api/openapi.json", "openapi", "operations"),
+    ("post", "/api/admin/checkpoint", "createCheckpoint", "admin"),
+];
+
+async fn document(api: &Api) -> Value {
+    let (status, doc) = api.get("/api/openapi.json").await;
+    assert_eq!(status, 200, "{doc}");
+    doc
+}
+
+/// Every operation of the document as (method, path, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            found.push((method.clone(), path.clone(), operation.clone()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn operation_ids_and_tags_read_well_in_a_generated_client() {
+    let doc = document(&Api::new()).await;
+    let found: BTreeSet<(String, String, String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(method, path, op)| {
+            let tags = op["tags"].as_array().unwrap();
+            assert_eq!(tags.len(), 1, "{method} {path}: {tags:?}");
+            let id = op["operationId"].as_str().unwrap().to_string();
+            (method, path, id, tags[0].as_str().unwrap().to_string())
+        })
+        .collect();
+    let wanted: BTreeSet<(String, String, String, String)> = OPERATIONS
+        .iter()
+        .map(|(m, p, id, tag)| {
+            (
+                m.to_string(),
+                p.to_string(),
+                id.to_string(),
+                tag.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(found, wanted);
+    let declared: Vec<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            "events",
+            "leases",
+            "queues",
+            "dlq",
+            "subscriptions",
+            "operations",
+            "admin"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_license_is_the_repositorys() {
+    let doc = document(&Api::new()).await;
+    assert_eq!(doc["info"]["license"]["name"], "MIT");
+    assert_eq!(doc["info"]["license"]["identifier"], "MIT");
+    let license = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/LICENSE")).unwrap();
+    assert!(license.starts_with("MIT License"), "{}", &license[..40]);
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// Every `"$ref"` under `value`, with where it is.
+fn refs(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                if key == "$ref" {
+                    out.push((at.to_string(), v.as_str().unwrap().to_string()));
+                } else {
+                    refs(v, &format!("{at}/{key}"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                refs(v, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_ref_resolves() {
+    let doc = document(&Api::new()).await;
+    let mut found = Vec::new();
+    refs(&doc, "", &mut found);
+    assert!(found.len() > 50, "{} refs", found.len());
+    for (at, target) in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{at}: {target}"));
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "{at}: {target} does not resolve"
+        );
+    }
+    // The enqueue answers either form, both defined.
+    let answer = &doc["paths"]["/api/queues/{queue}/events"]["post"]["responses"]["201"];
+    let schema = &answer["content"]["application/json"]["schema"];
+    let target = schema["$ref"].as_str().unwrap().trim_start_matches('#');
+    let one_of = &doc.pointer(target).unwrap()["oneOf"];
+    assert_eq!(one_of[0]["$ref"], "#/components/schemas/Enqueued");
+    assert_eq!(one_of[1]["$ref"], "#/components/schemas/EnqueuedBatch");
+}
+
+/// The codes of the error table of API.md.
+fn error_table_codes() -> BTreeSet<String> {
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md")).unwrap();
+    api.lines()
+        .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
+        .map(|l| {
+            l.split('|')
+                .nth(2)
+                .unwrap()
+                .trim()
+                .trim_matches('`')
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_error_answer_is_documented_with_the_error_body_and_the_tables_codes() {
+    let doc = document(&Api::new()).await;
+    let codes: BTreeSet<String> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(codes, error_table_codes());
+    for (method, path, op) in operations(&doc) {
+        let responses = op["responses"].as_object().unwrap();
+        let open = path.starts_with("/api/health");
+        let mut wanted: Vec<&str> = if open {
+            vec![]
+        } else {
+            vec!["401", "429", "503"]
+        };
+        if path.contains("{queue}") {
+            wanted.extend(["400", "404"]);
+        }
+        if op.get("requestBody").is_some() {
+            wanted.extend(["400", "413", "415"]);
+        }
+        for status in wanted {
+            assert!(
+                responses.contains_key(status),
+                "{method} {path} lacks {status}"
+            );
+        }
+        for (status, response) in responses {
+            let response = match response["$ref"].as_str() {
+                Some(target) => doc.pointer(target.trim_start_matches('#')).unwrap(),
+                None => response,
+            };
+            let schema = &response["content"]["application/json"]["schema"]["$ref"];
+            if status.starts_with('4') || (status.starts_with('5') && path != "/api/health/ready") {
+                assert_eq!(
+                    schema, "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        serde_json::json!({"type": "http", "scheme": "bearer"})
+    );
+    assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    for path in ["/api/health", "/api/health/ready"] {
+        assert_eq!(
+            doc["paths"][path]["get"]["security"],
+            serde_json::json!([{}]),
+            "{path}"
+        );
+    }
+}
+
+/// The schema of `field` of the component schema `name`.
+fn field<'a>(doc: &'a Value, name: &str, field: &str) -> &'a Value {
+    &doc["components"]["schemas"][name]["properties"][field]
+}
+
+fn nullable(schema: &Value) -> bool {
+    schema["type"]
+        .as_array()
+        .is_some_and(|t| t.contains(&"null".into()))
+}
+
+#[tokio::test]
+async fn optional_fields_are_nullable_where_null_means_absent_and_only_there() {
+    let doc = document(&Api::new()).await;
+    for (schema, name) in [
+        ("EventIn", "delay_ms"),
+        ("EventIn", "idempotency_key"),
+        ("EventIn", "headers"),
+        ("LeaseIn", "max"),
+        ("LeaseIn", "visibility_timeout_ms"),
+        ("LeaseIn", "wait_ms"),
+        ("NackIn", "delay_ms"),
+        ("NackIn", "error"),
+        ("ExtendIn", "visibility_timeout_ms"),
+        ("SubscriptionIn", "concurrency"),
+        ("SubscriptionIn", "timeout_ms"),
+        ("SubscriptionIn", "secret"),
+        ("CheckpointIn", "name"),
+    ] {
+        assert!(nullable(field(&doc, schema, name)), "{schema}.{name}");
+    }
+    for (schema, name) in [("ReceiptsIn", "receipts"), ("SubscriptionIn", "url")] {
+        assert!(!nullable(field(&doc, schema, name)), "{schema}.{name}");
+    }
+    // The dead-letter selection: null never stands for every dead event.
+    let ids = &doc["components"]["schemas"]["IdsIn"]["oneOf"];
+    assert_eq!(ids[0]["properties"]["ids"]["type"], "array");
+    assert_eq!(
+        ids[0]["properties"]["all"]["enum"],
+        serde_json::json!([false])
+    );
+    assert_eq!(
+        ids[1]["properties"]["all"]["enum"],
+        serde_json::json!([true])
+    );
+    // Any JSON value: no type at all.
+    assert!(field(&doc, "EventIn", "payload").get("type").is_none());
+    for name in [
+        "EventIn",
+        "LeaseIn",
+        "ReceiptsIn",
+        "NackIn",
+        "ExtendIn",
+        "SubscriptionIn",
+        "CheckpointIn",
+    ] {
+        let schema = &doc["components"]["schemas"][name];
+        assert_eq!(schema["additionalProperties"], false, "{name}");
+    }
+    // Optional bodies are absent, not null.
+    for path in ["/api/queues/{queue}/lease", "/api/admin/checkpoint"] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert!(body.get("required").is_none(), "{path}: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(schema["$ref"].is_string(), "{path}: {schema}");
+    }
+}
+
+#[tokio::test]
+async fn bounds_and_patterns_are_the_ones_the_server_checks() {
+    let mut small = limits();
+    small.max_batch = 50;
+    let doc = document(&Api::with(small)).await;
+    let events = &doc["components"]["schemas"]["EventsIn"]["oneOf"][1];
+    assert_eq!(
+        (&events["minItems"], &events["maxItems"]),
+        (&1.into(), &50.into())
+    );
+    for name in ["ReceiptsIn", "NackIn", "ExtendIn"] {
+        let receipts = field(&doc, name, "receipts");
+        assert_eq!(
+            (&receipts["minItems"], &receipts["maxItems"]),
+            (&1.into(), &50.into()),
+            "{name}"
+        );
+    }
+    let whole = |schema: &Value, rule: rules::Whole, what: &str| {
+        assert_eq!(
+            (schema["minimum"].as_u64(), schema["maximum"].as_u64()),
+            (Some(rule.min), Some(rule.max)),
+            "{what}: {schema}"
+        );
+    };
+    whole(
+        field(&doc, "LeaseIn", "max"),
+        rules::Whole::count(1, 50),
+        "max",
+    );
+    whole(
+        field(&doc, "EventIn", "delay_ms"),
+        rules::DELAY_MS,
+        "delay_ms",
+    );
+    whole(
+        field(&doc, "NackIn", "delay_ms"),
+        rules::DELAY_MS,
+        "nack delay_ms",
+    );
+    for name in ["LeaseIn", "ExtendIn"] {
+        let timeout = field(&doc, name, "visibility_timeout_ms");
+        whole(timeout, rules::VISIBILITY_TIMEOUT_MS, name);
+    }
+    let wait_ms = event_broker::api::MAX_WAIT.as_millis() as u64;
+    whole(
+        field(&doc, "LeaseIn", "wait_ms"),
+        rules::Whole::millis(0, wait_ms),
+        "wait_ms",
+    );
+    whole(
+        field(&doc, "SubscriptionIn", "concurrency"),
+        rules::CONCURRENCY,
+        "concurrency",
+    );
+    whole(
+        field(&doc, "SubscriptionIn", "timeout_ms"),
+        rules::WEBHOOK_TIMEOUT_MS,
+        "timeout_ms",
+    );
+    let key = field(&doc, "EventIn", "idempotency_key");
+    assert_eq!(
+        (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+        (
+            Some(rules::IDEMPOTENCY_KEY.min as u64),
+            Some(rules::IDEMPOTENCY_KEY.max as u64)
+        )
+    );
+    let error = field(&doc, "NackIn", "error");
+    assert_eq!(
+        error["maxLength"].as_u64(),
+        Some(rules::NACK_ERROR.max as u64)
+    );
+    let url = field(&doc, "SubscriptionIn", "url");
+    assert_eq!(url["pattern"], rules::WEBHOOK_URL_PATTERN);
+    let secret = field(&doc, "SubscriptionIn", "secret");
+    assert_eq!(secret["pattern"], rules::WEBHOOK_SECRET_PATTERN);
+    let dlq = &doc["paths"]["/api/queues/{queue}/dlq"]["get"]["parameters"];
+    let limit = dlq
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    whole(&limit["schema"], rules::DLQ_LIMIT, "limit");
+    for (method, path, op) in operations(&doc) {
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            if param["name"] == "queue" {
+                assert_eq!(
+                    param["schema"]["pattern"], r"^[A-Za-z0-9_.-]{1,128}$",
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+}
