@@ -15,7 +15,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::server::Server;
-use event_broker::wal::format::frame_body_len;
 use serde_json::{json, Value};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backup.sh");
@@ -637,21 +636,6 @@ fn restore_refuses_a_non_empty_directory_and_old_archives_are_pruned() {
     );
 }
 
-/// Offsets of the frames of a segment file.
-fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut at = 24;
-    let mut starts = Vec::new();
-    while at + 8 <= bytes.len() {
-        let len = frame_body_len(&bytes[at..]);
-        if len == 0 && bytes[at + 4..at + 8] == [0; 4] {
-            break;
-        }
-        starts.push(at);
-        at += 8 + len;
-    }
-    starts
-}
-
 #[test]
 fn verify_names_the_first_bad_offset_of_a_damaged_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -679,7 +663,7 @@ fn verify_names_the_first_bad_offset_of_a_damaged_copy() {
     }
     let sealed = copy.join("wal").join(&segments[0]);
     let mut bytes = fs::read(&sealed).unwrap();
-    let frame = frame_offsets(&bytes)[5];
+    let frame = common::frame_offsets(&bytes)[5];
     bytes[frame + 8 + 30] ^= 0x20;
     fs::write(&sealed, bytes).unwrap();
 

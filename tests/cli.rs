@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::server::{self, free_port, wait_for_log, Server};
 use event_broker::clock::monotonic_now;
-use event_broker::wal::format::frame_body_len;
 use serde_json::{json, Value};
 
 /// The binary with no setting from the test runner's environment.
@@ -298,21 +297,6 @@ fn the_broker_exits_as_soon_as_it_has_logged_that_it_stopped() {
     );
 }
 
-/// Offsets of the frames of a segment file.
-fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut at = 24;
-    let mut starts = Vec::new();
-    while at + 8 <= bytes.len() {
-        let len = frame_body_len(&bytes[at..]);
-        if len == 0 && bytes[at + 4..at + 8] == [0; 4] {
-            break;
-        }
-        starts.push(at);
-        at += 8 + len;
-    }
-    starts
-}
-
 /// Events ready in `queue` of a broker started in `data` with `args`.
 fn ready_after_start(data: &Path, args: &[&str]) -> u64 {
     let port = free_port();
@@ -353,7 +337,7 @@ fn after_a_skip_corrupt_start_the_next_start_opens_the_log_without_the_flag() {
     segments.sort();
     assert!(segments.len() > 1, "a sealed segment to damage");
     let mut bytes = fs::read(&segments[0]).unwrap();
-    let frame = frame_offsets(&bytes)[5];
+    let frame = common::frame_offsets(&bytes)[5];
     bytes[frame + 8 + 30] ^= 0x20;
     fs::write(&segments[0], bytes).unwrap();
 

@@ -51,3 +51,19 @@ pub fn append_each(wal: &Wal, bodies: &[Vec<u8>]) -> Vec<Position> {
 pub mod api;
 pub mod broker;
 pub mod server;
+
+/// Offsets of the frames of a segment file's bytes, up to the zeros written
+/// ahead of the data or the end of the file.
+pub fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut at = event_broker::wal::format::HEADER_LEN;
+    let mut starts = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = event_broker::wal::format::frame_body_len(&bytes[at..]);
+        if len == 0 && bytes[at + 4..at + 8] == [0; 4] {
+            break;
+        }
+        starts.push(at);
+        at += 8 + len;
+    }
+    starts
+}
