@@ -179,6 +179,26 @@ async fn every_ref_resolves() {
             "{at}: {target} does not resolve"
         );
     }
+    // Links name operations that exist, in OpenAPI's field names.
+    let ids: BTreeSet<String> = operations(&doc)
+        .into_iter()
+        .map(|(_, _, op)| op["operationId"].as_str().unwrap().to_string())
+        .collect();
+    let mut links = 0;
+    for (method, path, op) in operations(&doc) {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap_or_default();
+                assert!(
+                    ids.contains(target),
+                    "{method} {path} {status} {name}: {link}"
+                );
+                assert!(link.get("operation_id").is_none(), "{link}");
+                links += 1;
+            }
+        }
+    }
+    assert_eq!(links, 6);
     // The enqueue answers either form, both defined.
     let answer = &doc["paths"]["/api/queues/{queue}/events"]["post"]["responses"]["201"];
     let schema = &answer["content"]["application/json"]["schema"];

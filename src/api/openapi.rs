@@ -19,7 +19,10 @@
 //! - the answers of the layers and extractors every route goes through (auth,
 //!   rate limit, timeout, the queue in the path, the JSON body) are added to
 //!   each operation by [`Contract`], from shared responses, so that no route
-//!   forgets one.
+//!   forgets one;
+//! - links follow a queue from an enqueue to its reads, and a subscription
+//!   from its `PUT` to its `GET` and `DELETE`, so that stateful tests reach
+//!   resources that exist.
 
 #![allow(dead_code)] // The schema types are read by the derive, never built.
 
@@ -48,8 +51,8 @@ pub fn router() -> Router<AppState> {
 /// This OpenAPI document.
 #[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "operations",
     responses((status = 200, description = "This API as OpenAPI 3.1", body = Object)))]
-async fn document(State(state): State<AppState>) -> Json<Document> {
-    Json(ApiDoc::document(state.broker.limits()))
+async fn document(State(state): State<AppState>) -> Json<Value> {
+    Json(ApiDoc::json(state.broker.limits()))
 }
 
 #[derive(OpenApi)]
@@ -119,6 +122,76 @@ impl ApiDoc {
         doc
     }
 }
+
+impl ApiDoc {
+    /// [`ApiDoc::document`] as JSON, with the links between operations
+    /// that follow a resource from one to the next (the queue of an
+    /// enqueue, the subscription just set or removed). They are written
+    /// here rather than through utoipa, whose links come out with their
+    /// field names in snake case (`operation_id`), which OpenAPI does not know.
+    pub fn json(limits: &Limits) -> Value {
+        // A document of strings, maps and numbers always serialises.
+        let mut doc = serde_json::to_value(ApiDoc::document(limits)).unwrap_or_default();
+        let same_queue = serde_json::json!({"queue": "$request.path.queue"});
+        for (path, method, status, links) in LINKS {
+            let response = &mut doc["paths"][path][method]["responses"][status];
+            for (name, operation_id, description) in links {
+                response["links"][name] = serde_json::json!({
+                    "operationId": operation_id,
+                    "parameters": same_queue,
+                    "description": description,
+                });
+            }
+        }
+        doc
+    }
+}
+
+/// A link: its name, the operationId it leads to, and a description.
+type Link = (&'static str, &'static str, &'static str);
+
+/// The links of the document, per answer (path, method, status): to the
+/// operations on the same queue, by name, operationId and description. Leases link to nothing: their receipts are
+/// in the answer only when there were events to lease.
+const LINKS: [(&str, &str, &str, &[Link]); 3] = [
+    (
+        "/api/queues/{queue}/events",
+        "post",
+        "201",
+        &[
+            ("GetQueue", "getQueue", "The queue, which exists now"),
+            ("LeaseEvents", "leaseEvents", "Lease from the same queue"),
+            (
+                "ListDeadLetters",
+                "listDeadLetters",
+                "The queue's dead letters",
+            ),
+        ],
+    ),
+    (
+        "/api/queues/{queue}/subscription",
+        "put",
+        "200",
+        &[
+            (
+                "GetSubscription",
+                "getSubscription",
+                "The subscription just set",
+            ),
+            (
+                "DeleteSubscription",
+                "deleteSubscription",
+                "Remove it again",
+            ),
+        ],
+    ),
+    (
+        "/api/queues/{queue}/subscription",
+        "delete",
+        "204",
+        &[("GetSubscription", "getSubscription", "Gone: 404")],
+    ),
+];
 
 /// The schema named `name` of the components.
 fn schema<'a>(doc: &'a mut Document, name: &str) -> Option<&'a mut Schema> {
