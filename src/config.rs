@@ -134,6 +134,11 @@ pub struct RawConfig {
     /// Bearer token of the API; unset or empty means no auth: visible ASCII, no spaces.
     #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
     pub broker_token: Option<Secret>,
+    /// Bearer token that alone opens the admin routes (checkpoint, DLQ purge
+    /// and redrive, subscription changes) and opens every other route too;
+    /// unset or empty means BROKER_TOKEN guards them: visible ASCII, no spaces.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
     /// CORS origins; unset means no CORS: a comma list of * or http(s)://host[:port].
     #[arg(long, env = "ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
@@ -164,7 +169,7 @@ pub struct RawConfig {
 pub struct ConfigError {
     /// The environment variable (and, in kebab case, the flag).
     pub name: &'static str,
-    /// The value given (`<redacted>` for `BROKER_TOKEN`).
+    /// The value given (`<redacted>` for `BROKER_TOKEN` and `ADMIN_TOKEN`).
     pub value: String,
     /// What is allowed.
     pub allowed: String,
@@ -213,6 +218,9 @@ pub struct Config {
     pub idempotency_window_ms: u64,
     /// `BROKER_TOKEN`, default none (no auth); an empty value is none.
     pub broker_token: Option<Secret>,
+    /// `ADMIN_TOKEN`, default none (`BROKER_TOKEN` guards the admin routes
+    /// too); an empty value is none; never the same as `BROKER_TOKEN`.
+    pub admin_token: Option<Secret>,
     /// `ALLOWED_ORIGINS`, default empty (no CORS headers).
     pub allowed_origins: Vec<String>,
     /// `ENABLE_RATE_LIMIT`, default false.
@@ -267,6 +275,15 @@ impl RawConfig {
             ));
         }
         let addr = self.addr.validate()?;
+        let broker_token = token("BROKER_TOKEN", self.broker_token.as_ref(), "no auth")?;
+        let admin_token = token("ADMIN_TOKEN", self.admin_token.as_ref(), "none")?;
+        if admin_token.is_some() && admin_token == broker_token {
+            return Err(invalid(
+                "ADMIN_TOKEN",
+                "<redacted>",
+                "must differ from BROKER_TOKEN, or every producer could use the admin routes",
+            ));
+        }
         Ok(Config {
             port: addr.port(),
             bind_addr: addr.ip(),
@@ -307,7 +324,8 @@ impl RawConfig {
                 &self.idempotency_window_ms,
                 0..=7 * DAY_MS,
             )?,
-            broker_token: broker_token(self.broker_token.as_ref())?,
+            broker_token,
+            admin_token,
             allowed_origins: allowed_origins(self.allowed_origins.as_deref())?,
             enable_rate_limit: boolean("ENABLE_RATE_LIMIT", &self.enable_rate_limit)?,
             rate_limit_max: in_range("RATE_LIMIT_MAX", &self.rate_limit_max, 1..=1_000_000)?,
@@ -358,17 +376,22 @@ impl Config {
         SocketAddr::new(self.bind_addr, self.port)
     }
 
+    /// Whether anyone who can reach the port may use the API without a
+    /// token: it listens beyond this host and `BROKER_TOKEN` is unset. That
+    /// is the development default, so startup warns of it rather than refuse.
+    pub fn is_open_beyond_this_host(&self) -> bool {
+        // `::ffff:127.0.0.1` is loopback too, which `Ipv6Addr` alone does not say.
+        self.broker_token.is_none() && !self.bind_addr.to_canonical().is_loopback()
+    }
+
     /// Every setting's variable and effective value, for the startup log.
-    /// `BROKER_TOKEN` shows as `set` or `unset`, never its value.
+    /// `BROKER_TOKEN` and `ADMIN_TOKEN` show as `set` or `unset`, never their values.
     pub fn summary(&self) -> Vec<(&'static str, String)> {
         let ms = |d: Duration| d.as_millis().to_string();
+        let set = |token: &Option<Secret>| if token.is_some() { "set" } else { "unset" };
         let recover = match self.recover {
             RecoveryMode::Strict => "strict",
             RecoveryMode::SkipCorrupt => "skip-corrupt",
-        };
-        let token = match self.broker_token {
-            Some(_) => "set",
-            None => "unset",
         };
         let log_format = match self.log_format {
             LogFormat::Json => "json",
@@ -397,7 +420,8 @@ impl Config {
                 "IDEMPOTENCY_WINDOW_MS",
                 self.idempotency_window_ms.to_string(),
             ),
-            ("BROKER_TOKEN", token.to_string()),
+            ("BROKER_TOKEN", set(&self.broker_token).to_string()),
+            ("ADMIN_TOKEN", set(&self.admin_token).to_string()),
             ("ALLOWED_ORIGINS", self.allowed_origins.join(",")),
             ("ENABLE_RATE_LIMIT", self.enable_rate_limit.to_string()),
             ("RATE_LIMIT_MAX", self.rate_limit_max.to_string()),
@@ -521,9 +545,13 @@ fn ip_addr(name: &'static str, value: &str) -> Result<IpAddr, ConfigError> {
     })
 }
 
-/// Unset or empty means no auth. A token must be one HTTP token: visible
-/// ASCII without spaces. Errors never show the value.
-fn broker_token(value: Option<&Secret>) -> Result<Option<Secret>, ConfigError> {
+/// Unset or empty means none (`empty_means` says what that is). A token must
+/// be one HTTP token: visible ASCII without spaces. Errors never show the value.
+fn token(
+    name: &'static str,
+    value: Option<&Secret>,
+    empty_means: &str,
+) -> Result<Option<Secret>, ConfigError> {
     match value {
         None => Ok(None),
         Some(token) if token.expose().is_empty() => Ok(None),
@@ -531,9 +559,9 @@ fn broker_token(value: Option<&Secret>) -> Result<Option<Secret>, ConfigError> {
             Ok(Some(token.clone()))
         }
         Some(_) => Err(invalid(
-            "BROKER_TOKEN",
+            name,
             "<redacted>",
-            "expected visible ASCII characters without spaces, or empty for no auth",
+            format!("expected visible ASCII characters without spaces, or empty for {empty_means}"),
         )),
     }
 }
@@ -684,6 +712,7 @@ mod tests {
         assert_eq!(c.max_request_bytes, 64 << 20);
         assert_eq!(c.idempotency_window_ms, 300_000);
         assert_eq!(c.broker_token, None);
+        assert_eq!(c.admin_token, None);
         assert!(c.allowed_origins.is_empty());
         assert!(!c.enable_rate_limit);
         assert_eq!(c.rate_limit_max, 100);
@@ -903,6 +932,63 @@ mod tests {
             arg.unwrap().is_hide_env_values_set(),
             "--help would show it"
         );
+    }
+
+    #[test]
+    fn the_admin_token_has_the_rules_of_the_broker_token_and_never_shows() {
+        assert_eq!(with(&[("ADMIN_TOKEN", "")]).unwrap().admin_token, None);
+        let c = with(&[("ADMIN_TOKEN", TOKEN)]).unwrap();
+        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some(TOKEN));
+        assert!(!format!("{c:?}").contains(TOKEN));
+        let summary = c.summary();
+        assert!(summary.iter().all(|(_, value)| !value.contains(TOKEN)));
+        assert!(summary.contains(&("ADMIN_TOKEN", "set".to_string())));
+        assert!(summary.contains(&("BROKER_TOKEN", "unset".to_string())));
+
+        let err = rejected(&[("ADMIN_TOKEN", &format!("{TOKEN}\t"))]);
+        assert_eq!(
+            (err.name, err.value.as_str()),
+            ("ADMIN_TOKEN", "<redacted>")
+        );
+        assert!(
+            err.allowed.ends_with("or empty for none"),
+            "{}",
+            err.allowed
+        );
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "admin_token");
+        assert!(
+            arg.unwrap().is_hide_env_values_set(),
+            "--help would show it"
+        );
+    }
+
+    #[test]
+    fn an_admin_token_equal_to_the_broker_token_is_refused() {
+        let err = rejected(&[("BROKER_TOKEN", TOKEN), ("ADMIN_TOKEN", TOKEN)]);
+        assert_eq!(
+            (err.name, err.value.as_str()),
+            ("ADMIN_TOKEN", "<redacted>")
+        );
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+        let c = with(&[("BROKER_TOKEN", TOKEN), ("ADMIN_TOKEN", "other")]).unwrap();
+        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("other"));
+    }
+
+    #[test]
+    fn only_a_non_loopback_address_without_broker_token_is_open_beyond_this_host() {
+        let open = |settings: &[(&str, &str)]| with(settings).unwrap().is_open_beyond_this_host();
+        assert!(open(&[]), "the default 0.0.0.0");
+        assert!(open(&[("BIND_ADDR", "::")]));
+        assert!(open(&[("BIND_ADDR", "192.168.1.10")]));
+        // The admin routes are guarded then, but producers and consumers are not.
+        assert!(open(&[("ADMIN_TOKEN", TOKEN)]));
+        assert!(!open(&[("BROKER_TOKEN", TOKEN)]));
+        for loopback in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert!(!open(&[("BIND_ADDR", loopback)]), "{loopback}");
+        }
     }
 
     #[test]

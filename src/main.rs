@@ -181,6 +181,13 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .collect();
     // Under `json.`, the JSON format writes it as an object, not a string.
     tracing::info!(json.config = %serde_json::Value::Object(fields), "starting");
+    if config.is_open_beyond_this_host() {
+        tracing::warn!(
+            bind_addr = %config.bind_addr,
+            "the API is open to anyone who can reach this address: set BROKER_TOKEN \
+             (and ADMIN_TOKEN for the admin routes), or BIND_ADDR=127.0.0.1 to serve this host only"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.http_threads as usize)
         .enable_all()
@@ -218,6 +225,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         started: event_broker::clock::monotonic_now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
+        admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.expose())),
         origins: Arc::new(config.allowed_origins.clone()),
         metrics,
         limiter: config

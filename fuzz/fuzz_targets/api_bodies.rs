@@ -96,6 +96,7 @@ fn harness() -> &'static Harness {
             started: std::time::Instant::now(),
             settings: Arc::new(Vec::new()),
             token: None,
+            admin_token: None,
             origins: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new(200)),
             limiter: None,

@@ -23,6 +23,10 @@ pub enum ApiError {
     /// A token is required and missing or wrong.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The token is a valid one, but not one that opens this route (the
+    /// producers' token on an admin route).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The client is past its rate limit.
     #[error("rate limit reached: retry in {retry_after_s} s")]
     RateLimited {
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -183,6 +183,7 @@ mod tests {
             started: crate::clock::monotonic_now(),
             settings: Arc::new(Vec::new()),
             token: None,
+            admin_token: None,
             origins: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new(100)),
             limiter: None,

@@ -75,8 +75,10 @@ pub struct AppParts {
     pub started: Instant,
     /// The effective configuration shown by `/api/status` (no secrets).
     pub settings: Arc<Vec<(&'static str, String)>>,
-    /// `BROKER_TOKEN`: when set, every route but health needs it.
+    /// `BROKER_TOKEN`: when set, every route but health needs it (or the admin token).
     pub token: Option<Arc<str>>,
+    /// `ADMIN_TOKEN`: when set, the admin routes need it; it opens every route.
+    pub admin_token: Option<Arc<str>>,
     /// `ALLOWED_ORIGINS` for CORS; empty for none.
     pub origins: Arc<Vec<String>>,
     /// The metrics registry.
@@ -96,13 +98,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// logging) that `serve` adds; tests call it without a socket.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.broker.limits().max_request_bytes;
+    let tokens = Arc::new(auth::Tokens {
+        broker: state.token.clone(),
+        admin: state.admin_token.clone(),
+    });
     Router::new()
         .merge(events::router())
         .merge(leases::router())
         .merge(queues::router())
         .merge(subscriptions::router())
         .merge(ops::router())
-        .merge(admin::router())
+        .merge(admin_routes(&tokens))
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // After every route: it applies to the routes already added.
@@ -131,10 +137,9 @@ pub fn router(state: AppState) -> Router {
                         .map(|limiter| middleware::from_fn_with_state(limiter, ratelimit::limit)),
                 )
                 .option_layer(
-                    state
-                        .token
-                        .clone()
-                        .map(|token| middleware::from_fn_with_state(token, auth::require_token)),
+                    tokens.broker.is_some().then(|| {
+                        middleware::from_fn_with_state(tokens.clone(), auth::require_token)
+                    }),
                 )
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
                     ApiError::TimedOut(REQUEST_TIMEOUT)
@@ -143,4 +148,22 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
         .with_state(state)
+}
+
+/// The routes that change or drop what other clients rely on: checkpoints,
+/// DLQ purge and redrive, subscription changes (and queue settings or
+/// deletion, when they come, belong here too). With `ADMIN_TOKEN` set, only
+/// it opens them; the check runs on these routes alone, not on every request.
+fn admin_routes(tokens: &Arc<auth::Tokens>) -> Router<AppState> {
+    let routes = Router::new()
+        .merge(admin::router())
+        .merge(queues::admin_router())
+        .merge(subscriptions::admin_router());
+    match tokens.admin {
+        Some(_) => routes.route_layer(middleware::from_fn_with_state(
+            tokens.clone(),
+            auth::require_admin,
+        )),
+        None => routes,
+    }
 }

@@ -23,6 +23,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/queues", get(list))
         .route("/api/queues/{queue}", get(one))
         .route("/api/queues/{queue}/dlq", get(dlq))
+}
+
+/// The routes of this file that need `ADMIN_TOKEN` when it is set.
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
         .route("/api/queues/{queue}/dlq/redrive", post(redrive))
         .route("/api/queues/{queue}/dlq/purge", post(purge))
 }

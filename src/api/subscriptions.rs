@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::put;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +15,12 @@ use crate::broker::rules::{CONCURRENCY, WEBHOOK_TIMEOUT_MS};
 use crate::broker::{Limits, Subscription, SubscriptionRequest};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/queues/{queue}/subscription",
-        put(set).get(show).delete(remove),
-    )
+    Router::new().route("/api/queues/{queue}/subscription", get(show))
+}
+
+/// The routes of this file that need `ADMIN_TOKEN` when it is set.
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route("/api/queues/{queue}/subscription", put(set).delete(remove))
 }
 
 #[derive(Deserialize)]

@@ -151,6 +151,7 @@ pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
         started: std::time::Instant::now(),
         settings: Arc::new(vec![("PORT", "3000".into())]),
         token: None,
+        admin_token: None,
         origins: Arc::new(Vec::new()),
         metrics: Arc::new(event_broker::metrics::Metrics::new(max)),
         limiter: None,
