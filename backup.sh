@@ -8,7 +8,10 @@
 #
 # Settings, from the environment:
 #   BROKER_URL      http://127.0.0.1:3000   the running broker
-#   BROKER_TOKEN    (unset)                 sent as "Authorization: Bearer <token>" when set
+#   ADMIN_TOKEN     (unset)                 sent as "Authorization: Bearer <token>" when set:
+#                                           the checkpoint is an admin route, which only
+#                                           it opens when the broker has it set
+#   BROKER_TOKEN    (unset)                 sent instead when ADMIN_TOKEN is unset
 #   DATA_DIR        ./data                  the broker's data directory as this script
 #                                           sees it: the checkpoint appears in it
 #   BACKUP_DIR      ./backups               where archives are kept
@@ -89,6 +92,7 @@ trap cleanup EXIT
 trap 'die "interrupted"' HUP INT TERM
 
 BROKER_URL=${BROKER_URL:-http://127.0.0.1:3000}
+ADMIN_TOKEN=${ADMIN_TOKEN:-}
 BROKER_TOKEN=${BROKER_TOKEN:-}
 DATA_DIR=${DATA_DIR:-./data}
 BACKUP_DIR=${BACKUP_DIR:-./backups}
@@ -114,9 +118,10 @@ verify_unpacked() {
 # deleted on any failure, even one after the broker made it.
 ask_for_checkpoint() {
   checkpoint=$DATA_DIR/checkpoints/$1
-  if [ -n "$BROKER_TOKEN" ]; then
+  token=${ADMIN_TOKEN:-$BROKER_TOKEN}
+  if [ -n "$token" ]; then
     # In a file, so that the token does not show in the process list.
-    printf 'Authorization: Bearer %s\n' "$BROKER_TOKEN" >"$work/headers"
+    printf 'Authorization: Bearer %s\n' "$token" >"$work/headers"
   else
     : >"$work/headers"
   fi

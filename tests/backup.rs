@@ -50,6 +50,7 @@ fn backup_sh(args: &[&str], settings: &[(&str, &str)]) -> Run {
     command.arg(SCRIPT).args(args);
     for name in [
         "BROKER_URL",
+        "ADMIN_TOKEN",
         "BROKER_TOKEN",
         "DATA_DIR",
         "BACKUP_DIR",
@@ -558,6 +559,24 @@ fn a_failed_backup_says_why_in_one_line_and_leaves_no_archive_or_checkpoint() {
     );
 
     let done = backup(&server.base, &data, &backups, &token);
+    archive_of(&done, &backups);
+}
+
+#[test]
+fn with_admin_token_set_the_backup_sends_it_where_the_producers_token_gets_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    let tokens = [
+        ("BROKER_TOKEN", "producer-token"),
+        ("ADMIN_TOKEN", "admin-token"),
+    ];
+    let server = Server::start_with(&data, &tokens);
+
+    let done = backup(&server.base, &data, &backups, &tokens[..1]);
+    let said = assert_failed_cleanly("producer token", &done, &backups);
+    assert!(said.contains("HTTP 403 forbidden"), "{said}");
+
+    let done = backup(&server.base, &data, &backups, &tokens);
     archive_of(&done, &backups);
 }
 
