@@ -319,3 +319,28 @@ fn a_broker_on_loopback_or_with_a_token_logs_no_warning() {
         Vec::<Value>::new()
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_marks_exactly_the_admin_routes() {
+    let api = Api::new();
+    let (s, doc) = call(&api, Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut marked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == serde_json::json!([{"admin": []}]) {
+                assert!(op["responses"].get("403").is_some(), "{method} {path}");
+                marked.push(format!("{} {path}", method.to_uppercase()));
+            } else {
+                assert!(op["responses"].get("403").is_none(), "{method} {path}");
+            }
+        }
+    }
+    let mut admin: Vec<String> = ADMIN_ROUTES
+        .iter()
+        .map(|(method, uri, _)| format!("{method} {}", uri.replace("/q/", "/{queue}/")))
+        .collect();
+    marked.sort();
+    admin.sort();
+    assert_eq!(marked, admin);
+}

@@ -37,7 +37,7 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -230,6 +230,13 @@ impl Modify for Contract {
         let components = doc.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let admin = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "ADMIN_TOKEN when the broker has it set (BROKER_TOKEN is answered 403), else BROKER_TOKEN",
+            ))
+            .build();
+        components.add_security_scheme("admin", SecurityScheme::Http(admin));
         for (name, response) in shared_responses() {
             let response = response.build();
             components
@@ -250,12 +257,29 @@ impl Modify for Contract {
                 &mut item.delete,
             ];
             for operation in operations.into_iter().flatten() {
+                if ADMIN_OPERATIONS.contains(&operation.operation_id.as_deref().unwrap_or("")) {
+                    operation.security = Some(vec![SecurityRequirement::new("admin", [""; 0])]);
+                    let forbidden = Ref::new("#/components/responses/Forbidden");
+                    operation
+                        .responses
+                        .responses
+                        .insert("403".into(), forbidden.into());
+                }
                 not_null_when_optional(operation);
                 add_shared_answers(operation);
             }
         }
     }
 }
+
+/// The operations of the routes that `api::router` puts behind `ADMIN_TOKEN`.
+const ADMIN_OPERATIONS: [&str; 5] = [
+    "createCheckpoint",
+    "redriveDeadLetters",
+    "purgeDeadLetters",
+    "putSubscription",
+    "deleteSubscription",
+];
 
 /// utoipa writes the body of an `Option<T>` as `oneOf: [null, T]`; the
 /// server takes an absent body for the defaults, not a JSON `null`, so an
@@ -339,12 +363,13 @@ fn shared_responses() -> Vec<(&'static str, ResponseBuilder)> {
             "BadRequest",
             error("invalid_json: the body is not JSON; invalid_request: a field, a query parameter or the queue name is not what the route allows (the message names it)"),
         ),
-        ("Unauthorized", error("unauthorized: BROKER_TOKEN is set and the bearer token is missing or wrong").header(
+        ("Unauthorized", error("unauthorized: the bearer token is missing or wrong (BROKER_TOKEN, or ADMIN_TOKEN on an admin route)").header(
             "WWW-Authenticate",
             HeaderBuilder::new()
                 .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["Bearer"])))
                 .build(),
         )),
+        ("Forbidden", error("forbidden: ADMIN_TOKEN is set and the request carries BROKER_TOKEN, which does not open this admin route")),
         ("NotFound", error("not_found: no such queue, subscription or route")),
         ("PayloadTooLarge", error("payload_too_large: a payload over MAX_PAYLOAD_BYTES, a body over MAX_REQUEST_BYTES, or a batch larger than the queue can ever hold")),
         ("UnsupportedMediaType", error("unsupported_media_type: a body sent without a JSON content type")),
@@ -756,6 +781,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 401: the token is missing or wrong.
     Unauthorized,
+    /// 403: the producers' token on an admin route.
+    Forbidden,
     /// 404: no such route, queue, id or subscription.
     NotFound,
     /// 405: the route has no such method.
