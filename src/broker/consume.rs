@@ -54,21 +54,24 @@ impl Broker {
         let leased = core.state.lease(q, max, timeout, now);
         let name = core.state.queues[q as usize].name.clone();
         // Read under the lock: cleanup cannot delete a segment being read.
-        leased
+        let read = leased
             .into_iter()
-            .map(|l| {
-                let stored = StoredBytes::read(&self.wal, &l.event)?;
-                Ok(Delivery {
-                    id: l.id,
-                    queue: name.clone(),
-                    attempt: l.event.failures + 1,
-                    enqueued_at: stored.enqueued_at,
-                    receipt: self.receipts.sign(l.id, l.serial),
-                    lease_expires_at: l.expires_wall,
-                    stored,
-                })
+            .map(|l| Ok((l, StoredBytes::read(&self.wal, &l.event)?)))
+            .collect::<Result<Vec<_>, BrokerError>>()?;
+        drop(core);
+        // Signed after: a MAC per event would lengthen the lock's hold.
+        Ok(read
+            .into_iter()
+            .map(|(l, stored)| Delivery {
+                id: l.id,
+                queue: name.clone(),
+                attempt: l.event.failures + 1,
+                enqueued_at: stored.enqueued_at,
+                receipt: self.receipts.sign(l.id, l.serial),
+                lease_expires_at: l.expires_wall,
+                stored,
             })
-            .collect()
+            .collect())
     }
 
     /// Like [`Broker::lease`], but when nothing is ready waits up to `wait`
