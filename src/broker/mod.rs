@@ -14,7 +14,7 @@
 //!   the time they became visible, then id.
 //! - A lease hands out a [`Receipt`] naming that one lease; ack, nack and
 //!   extend need the current one. Receipts carry a MAC under a key drawn at
-//!   open, so none can be guessed ([`lease`](Receipt) says how). Leases are
+//!   open, so none can be guessed (`lease.rs` says how). Leases are
 //!   not logged: after a restart every in-flight event is ready again
 //!   (at-least-once delivery).
 //! - Every other change is a [`Record`] in the log. A change is applied to
