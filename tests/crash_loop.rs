@@ -77,13 +77,14 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-/// The answer's body if it was 2xx; `None` for any other answer or none.
+/// The answer's body if it was 2xx, or a 409 of an ack (which answers per
+/// receipt too); `None` for any other answer or none.
 fn post(client: &reqwest::blocking::Client, url: &str, body: &Value) -> Option<Value> {
     let resp = client.post(url).json(body).send().ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    resp.json().ok()
+    let status = resp.status();
+    let answer: Value = resp.json().ok()?;
+    let per_receipt = status == reqwest::StatusCode::CONFLICT && answer.get("results").is_some();
+    (status.is_success() || per_receipt).then_some(answer)
 }
 
 /// Enqueues until `stop`: one event per request, or batches of 2 to 20.
