@@ -220,7 +220,7 @@ impl Harness {
         let n = self
             .inputs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % REAP_EVERY == 0 {
+        if n.is_multiple_of(REAP_EVERY) {
             self.broker.reap().result().await.expect("a reaper step");
         }
     }
