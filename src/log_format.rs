@@ -220,6 +220,7 @@ impl Visit for Fields<'_> {
 /// A writer that keeps what is logged, for tests of log lines.
 #[cfg(test)]
 pub(crate) mod capture {
+    use std::io::Write as _;
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
@@ -240,6 +241,60 @@ pub(crate) mod capture {
                 .with_writer(self.clone())
                 .event_format(super::JsonLines)
                 .finish()
+        }
+
+        /// Takes what this thread logs, as JSON lines, until the guard drops.
+        ///
+        /// A scoped subscriber (`set_default`) loses lines when tests run in
+        /// parallel: tracing decides once per callsite, for the whole process,
+        /// whether it is enabled, and while at most one subscriber is
+        /// registered it asks the subscriber of the thread that reaches the
+        /// callsite first. A test without one would disable the callsite for
+        /// every test. So one subscriber is installed for the process, and it
+        /// writes each thread's lines to that thread's capture, if any.
+        pub fn this_thread(&self) -> ThreadCapture {
+            static INSTALLED: std::sync::Once = std::sync::Once::new();
+            INSTALLED.call_once(|| {
+                let subscriber = tracing_subscriber::fmt()
+                    .with_writer(|| ThreadSink)
+                    .event_format(super::JsonLines)
+                    .finish();
+                // Another test binary's setup may have installed one first;
+                // then lines go there and the capture finds none, loudly.
+                let _ = tracing::subscriber::set_global_default(subscriber);
+            });
+            SINK.with(|sink| *sink.borrow_mut() = Some(self.clone()));
+            ThreadCapture(())
+        }
+    }
+
+    thread_local! {
+        static SINK: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// While it lives, this thread's lines go to its capture.
+    pub struct ThreadCapture(());
+
+    impl Drop for ThreadCapture {
+        fn drop(&mut self) {
+            SINK.with(|sink| *sink.borrow_mut() = None);
+        }
+    }
+
+    /// Writes to the capture of the thread that logs, or nowhere.
+    struct ThreadSink;
+
+    impl std::io::Write for ThreadSink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            SINK.with(|sink| {
+                if let Some(out) = sink.borrow_mut().as_mut() {
+                    out.write_all(bytes)?;
+                }
+                Ok(bytes.len())
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 

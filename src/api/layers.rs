@@ -193,7 +193,7 @@ mod tests {
     /// The fields of the request line that `req` logs, from a client at `client`.
     async fn request_line(state: &AppState, req: Request<Body>, client: SocketAddr) -> Value {
         let out = Captured::default();
-        let _logging = tracing::subscriber::set_default(out.json_lines());
+        let _logging = out.this_thread();
         let mut req = req;
         req.extensions_mut().insert(ConnectInfo(client));
         router(state.clone()).oneshot(req).await.unwrap();
