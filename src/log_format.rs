@@ -220,7 +220,6 @@ impl Visit for Fields<'_> {
 /// A writer that keeps what is logged, for tests of log lines.
 #[cfg(test)]
 pub(crate) mod capture {
-    use std::io::Write as _;
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
