@@ -62,6 +62,7 @@ pub struct Metrics {
     disk_available: IntGauge,
     disk_size: IntGauge,
     ready: IntGauge,
+    log_lines_dropped: prometheus::IntCounter,
     queue_max_size: u64,
 }
 
@@ -176,6 +177,10 @@ impl Metrics {
             "event_broker_ready",
             "1 when /api/health/ready answers 200, 0 when the log failed or the broker shuts down",
         ));
+        let log_lines_dropped = must(prometheus::IntCounter::new(
+            "event_broker_log_lines_dropped_total",
+            "Log lines dropped because stderr did not take them and the buffer was full",
+        ));
         let build_info = must(IntGaugeVec::new(
             Opts::new(
                 "event_broker_build_info",
@@ -204,6 +209,7 @@ impl Metrics {
             Box::new(disk_available.clone()),
             Box::new(disk_size.clone()),
             Box::new(ready.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -228,6 +234,7 @@ impl Metrics {
             disk_available,
             disk_size,
             ready,
+            log_lines_dropped,
             queue_max_size,
         }
     }
@@ -267,6 +274,11 @@ impl Metrics {
             // A counter only grows: it catches up by the difference.
             self.cpu_seconds
                 .inc_by((cpu - self.cpu_seconds.get()).max(0.0));
+        }
+        if let Some(logs) = crate::log_writer::installed() {
+            let dropped = logs.lines_dropped();
+            self.log_lines_dropped
+                .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         }
         self.encode()
     }
