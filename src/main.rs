@@ -278,6 +278,14 @@ async fn run(
             .clone()
             .run_reaper(config.reaper_interval, shutdown.clone()),
     );
+    if let Some(limiter) = state.limiter.clone() {
+        let every = ratelimit::sweep_interval(config.rate_limit_window);
+        tokio::spawn(ratelimit::forget_idle_clients(
+            limiter,
+            every,
+            shutdown.clone(),
+        ));
+    }
     let pool = WorkerPool::new(state.broker.clone(), Some(state.metrics.clone()))
         .context("starting the webhook client")?;
     let workers = tokio::spawn(pool.run(shutdown.clone()));
