@@ -151,6 +151,10 @@ pub struct RawConfig {
     /// Length of the rate-limit window, in ms: 1..=86400000.
     #[arg(long, env = "RATE_LIMIT_WINDOW_MS", default_value = "60000")]
     pub rate_limit_window_ms: String,
+    /// Let webhooks reach loopback, private, link-local and other
+    /// addresses that are not public: true | false.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value = "false")]
+    pub webhook_allow_private: String,
     /// Grace for in-flight work on shutdown, in ms: 0..=600000.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value = "10000")]
     pub shutdown_timeout_ms: String,
@@ -229,6 +233,8 @@ pub struct Config {
     pub rate_limit_max: u32,
     /// `RATE_LIMIT_WINDOW_MS`, default 60 s.
     pub rate_limit_window: Duration,
+    /// `WEBHOOK_ALLOW_PRIVATE`, default false: webhooks reach public addresses only.
+    pub webhook_allow_private: bool,
     /// `SHUTDOWN_TIMEOUT_MS`, default 10 s.
     pub shutdown_timeout: Duration,
     /// `LOG_LEVEL`, default `info`.
@@ -334,6 +340,7 @@ impl RawConfig {
                 &self.rate_limit_window_ms,
                 1..=DAY_MS,
             )?,
+            webhook_allow_private: boolean("WEBHOOK_ALLOW_PRIVATE", &self.webhook_allow_private)?,
             shutdown_timeout: millis(
                 "SHUTDOWN_TIMEOUT_MS",
                 &self.shutdown_timeout_ms,
@@ -368,6 +375,7 @@ impl Config {
             idempotency_window_ms: self.idempotency_window_ms,
             worker_count: self.worker_count,
             max_request_bytes: self.max_request_bytes,
+            webhook_allow_private: self.webhook_allow_private,
         }
     }
 
@@ -426,6 +434,10 @@ impl Config {
             ("ENABLE_RATE_LIMIT", self.enable_rate_limit.to_string()),
             ("RATE_LIMIT_MAX", self.rate_limit_max.to_string()),
             ("RATE_LIMIT_WINDOW_MS", ms(self.rate_limit_window)),
+            (
+                "WEBHOOK_ALLOW_PRIVATE",
+                self.webhook_allow_private.to_string(),
+            ),
             ("SHUTDOWN_TIMEOUT_MS", ms(self.shutdown_timeout)),
             ("LOG_LEVEL", self.log_level.clone()),
             ("LOG_FORMAT", log_format.to_string()),
@@ -847,6 +859,15 @@ mod tests {
                 .unwrap()
                 .enable_rate_limit
         );
+    }
+
+    #[test]
+    fn webhooks_reach_private_addresses_only_when_allowed() {
+        assert!(!parse(&[]).unwrap().limits().webhook_allow_private);
+        let allowed = with(&[("WEBHOOK_ALLOW_PRIVATE", "true")]).unwrap();
+        assert!(allowed.limits().webhook_allow_private);
+        let err = rejected(&[("WEBHOOK_ALLOW_PRIVATE", "yes")]);
+        assert_eq!(err.name, "WEBHOOK_ALLOW_PRIVATE");
     }
 
     #[test]

@@ -436,7 +436,7 @@ async fn null_is_an_absent_field_and_a_whole_float_a_whole_number_as_the_documen
         "{v}"
     );
     // A queue of its own: no event of the ones above is pushed anywhere.
-    let body = r#"{"url": "http://127.0.0.1:9/hook", "concurrency": 1.0, "timeout_ms": null, "secret": null}"#;
+    let body = r#"{"url": "http://hooks.example.com:9/hook", "concurrency": 1.0, "timeout_ms": null, "secret": null}"#;
     let (s, v, _) = api
         .call(Method::PUT, "/api/queues/s/subscription", Some(body))
         .await;

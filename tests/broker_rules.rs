@@ -666,7 +666,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn subscriptions_survive_restarts_and_cleanup() {
     let mut t = TestBroker::with(limits(), 4096, FsyncPolicy::Never);
     let request = SubscriptionRequest {
-        url: "http://127.0.0.1:9000/hook".into(),
+        url: "http://hooks.example.com:9000/hook".into(),
         concurrency: None,
         timeout_ms: Some(2500),
         secret: Some("whsec_KioqKioqKioqKioqKioqKioqKioqKioq".into()),

@@ -1,6 +1,8 @@
 //! Push delivery end to end: subscriptions set through the HTTP API of a
 //! server on a loopback port, a webhook receiver on another, and the worker
 //! pool in between. Tests wait on the pool's outcomes, never on time.
+//! The receivers listen on loopback, so most tests allow private addresses
+//! (`WEBHOOK_ALLOW_PRIVATE`); those of the address rule do not.
 
 mod common;
 
@@ -196,9 +198,17 @@ async fn serve(app: axum::Router, stop: &CancellationToken) -> SocketAddr {
     addr
 }
 
+/// The tests' limits, with webhooks allowed to reach the loopback receivers.
+fn hook_limits() -> Limits {
+    Limits {
+        webhook_allow_private: true,
+        ..limits()
+    }
+}
+
 /// Retries after 1 ms, so a failed delivery comes back at once.
 fn quick_retries(max_retries: u32) -> Limits {
-    let mut limits = limits();
+    let mut limits = hook_limits();
     limits.max_retries = max_retries;
     limits.backoff.base_ms = 1;
     limits.backoff.max_ms = 1;
@@ -215,7 +225,7 @@ fn header<'a>(call: &'a Call, name: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_pushed_signed_and_acked() {
-    let mut s = Setup::start(limits()).await;
+    let mut s = Setup::start(hook_limits()).await;
     let body = json!({ "url": s.hook_url, "concurrency": 2, "secret": SECRET });
     let (status, shown) = s.subscribe("orders", body).await;
     assert_eq!(status, 200, "{shown}");
@@ -362,7 +372,7 @@ async fn a_call_past_its_timeout_or_refused_is_a_failed_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_routes_check_their_fields_and_remove() {
-    let s = Setup::start(limits()).await;
+    let s = Setup::start(hook_limits()).await;
     let path = "/api/queues/q/subscription";
     for (body, field) in [
         (json!({ "url": "not a url" }), "url"),
@@ -412,7 +422,7 @@ async fn subscription_routes_check_their_fields_and_remove() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_call_in_progress_finish_and_acks_it() {
-    let mut s = Setup::start(limits()).await;
+    let mut s = Setup::start(hook_limits()).await;
     let body = json!({ "url": s.hook_url, "concurrency": 1 });
     assert_eq!(s.subscribe("q", body).await.0, 200);
     s.answer(&[Answer::Held]);
@@ -440,4 +450,179 @@ async fn shutdown_lets_the_call_in_progress_finish_and_acks_it() {
         (&json!(1), &json!(0)),
         "{queue}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_of_addresses_that_are_not_public_are_refused_unless_allowed() {
+    let urls = [
+        "http://127.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+    ];
+    let strict = Setup::start(limits()).await;
+    for url in urls {
+        let (status, answer) = strict.subscribe("q", json!({ "url": url })).await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "invalid_request",
+            "{url}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("url: "), "{url}: {message}");
+    }
+    let (_, answer) = strict.subscribe("q", json!({ "url": urls[1] })).await;
+    assert_eq!(
+        answer["error"]["message"],
+        "url: expected a URL of a public address, got 169.254.169.254, which is \
+         link-local (WEBHOOK_ALLOW_PRIVATE=true allows it)"
+    );
+    drop(strict);
+
+    let allowed = Setup::start(hook_limits()).await;
+    // The URL grammar has no IPv6 literals, allowed or not.
+    for url in &urls[..3] {
+        let (status, answer) = allowed.subscribe("q", json!({ "url": url })).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_loopback_is_refused_at_connect_time_unless_allowed() {
+    let mut strict = Setup::start(Limits {
+        webhook_allow_private: false,
+        ..quick_retries(0)
+    })
+    .await;
+    // A name passes when the subscription is set; its addresses are
+    // checked when a delivery connects.
+    let by_name = strict.hook_url.replace("127.0.0.1", "localhost");
+    let (status, answer) = strict.subscribe("q", json!({ "url": by_name })).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = strict.enqueue("q", json!("to localhost")).await;
+    let outcome = strict.next_outcome().await;
+    assert_eq!((outcome.id, outcome.status), (id, None));
+    let error = outcome.error.unwrap();
+    assert!(
+        error.starts_with("webhook call failed: ")
+            && error.contains("the host resolves to no public address (")
+            && error.contains(" is loopback); WEBHOOK_ALLOW_PRIVATE=true allows it"),
+        "{error}"
+    );
+    assert!(
+        strict.calls.try_recv().is_err(),
+        "no call reached the receiver"
+    );
+    // Nacked: with no retries, dead with the reason as its error.
+    let (_, dlq) = strict
+        .call(reqwest::Method::GET, "/api/queues/q/dlq", None)
+        .await;
+    assert_eq!(dlq["events"][0]["id"], id);
+    assert_eq!(dlq["events"][0]["last_error"], error.as_str());
+    drop(strict);
+
+    let mut allowed = Setup::start(hook_limits()).await;
+    let by_name = allowed.hook_url.replace("127.0.0.1", "localhost");
+    assert_eq!(
+        allowed.subscribe("q", json!({ "url": by_name })).await.0,
+        200
+    );
+    let id = allowed.enqueue("q", json!("to localhost")).await;
+    allowed.next_call().await;
+    let outcome = allowed.next_outcome().await;
+    assert_eq!((outcome.id, outcome.error), (id, None));
+}
+
+/// A receiver that answers each call with `status` and a body of `HUGE`
+/// bytes, written for as long as the client reads; what it wrote of each
+/// body goes to `sent`.
+async fn huge_answers(statuses: Vec<u16>) -> (SocketAddr, mpsc::UnboundedReceiver<u64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HUGE: u64 = 50 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sent_tx, sent) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for status in statuses {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            // The request: its head, then as many bytes as it says it has.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body_at = loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&buf[..n]);
+                if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&request[..body_at]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut rest = vec![0u8; (body_at + length).saturating_sub(request.len())];
+            conn.read_exact(&mut rest).await.unwrap();
+
+            let head = format!("HTTP/1.1 {status} Whatever\r\ncontent-length: {HUGE}\r\n\r\n");
+            conn.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 << 10];
+            let mut written = 0u64;
+            while written < HUGE {
+                let left = chunk.len().min((HUGE - written) as usize);
+                match conn.write(&chunk[..left]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => written += n as u64,
+                }
+            }
+            sent_tx.send(written).unwrap();
+        }
+    });
+    (addr, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_a_huge_answer_at_most_64_kib_is_read_and_the_delivery_settled() {
+    let mut s = Setup::start(quick_retries(1)).await;
+    let (addr, mut sent) = huge_answers(vec![500, 200]).await;
+    let url = format!("http://{addr}/hook");
+    assert_eq!(
+        s.subscribe("big", json!({ "url": url, "concurrency": 1 }))
+            .await
+            .0,
+        200
+    );
+    let id = s.enqueue("big", json!("answered at length")).await;
+
+    // A failure quotes the start of the answer, no more.
+    let outcome = s.next_outcome().await;
+    assert_eq!(
+        (outcome.id, outcome.attempt, outcome.status),
+        (id, 1, Some(500))
+    );
+    let error = outcome.error.unwrap();
+    let quoted = format!(
+        "webhook answered 500 Internal Server Error: {}…",
+        "x".repeat(256)
+    );
+    assert_eq!(error, quoted);
+
+    let outcome = s.next_outcome().await;
+    assert_eq!((outcome.id, outcome.attempt), (id, 2));
+    assert_eq!((outcome.status, outcome.error), (Some(200), None));
+    let queue = s.queue("big").await;
+    assert_eq!(queue["acked_total"], 1, "{queue}");
+
+    // What the receiver could write before the client closed the
+    // connection: what was read and what the sockets' buffers held.
+    for _ in 0..2 {
+        let written = tokio::time::timeout(Duration::from_secs(30), sent.recv())
+            .await
+            .expect("the receiver stops writing once the client is gone")
+            .unwrap();
+        assert!(
+            written < 16 << 20,
+            "the client read on: {written} bytes written"
+        );
+    }
 }

@@ -674,7 +674,10 @@ pub struct Purged {
 pub struct SubscriptionIn {
     /// Where each event is POSTed: `http://` or `https://`, a host name or
     /// an IPv4 address, an optional port, path and query; no user name or
-    /// password. The pattern is `WEBHOOK_URL_PATTERN` of the broker.
+    /// password. The pattern is `WEBHOOK_URL_PATTERN` of the broker. Unless
+    /// the broker runs with `WEBHOOK_ALLOW_PRIVATE=true`, an address must be
+    /// public (not loopback, private, link-local, multicast and the like),
+    /// and a host name's addresses are checked when a delivery connects.
     #[schema(
         format = "uri",
         pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|(?:[A-Za-z0-9](?:-?[A-Za-z0-9])*\.)*[A-Za-z](?:-?[A-Za-z0-9])*)(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"

@@ -29,6 +29,7 @@
 //! - Cleanup deletes the oldest segment once it holds no live event, after
 //!   copying the few it still holds forward as relocated records.
 
+pub mod address;
 mod backoff;
 mod cleanup;
 mod consume;
@@ -99,6 +100,10 @@ pub struct Limits {
     /// broker never looks at it; it travels with the other limits, which
     /// are what the API is given of the configuration.
     pub max_request_bytes: usize,
+    /// `WEBHOOK_ALLOW_PRIVATE`: webhooks may be delivered to loopback,
+    /// private, link-local and other addresses that are not public
+    /// ([`address`] lists them).
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Limits {
@@ -118,6 +123,7 @@ impl Default for Limits {
             idempotency_window_ms: 300_000,
             worker_count: 8,
             max_request_bytes: 64 << 20,
+            webhook_allow_private: false,
         }
     }
 }

@@ -2,9 +2,11 @@
 //! everything else, so they survive restarts and travel with checkpoints.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 
+use super::address;
 use super::record::{Record, Subscribed};
 use super::rules;
 use super::{check_queue_name, Broker, BrokerError, Core};
@@ -125,6 +127,9 @@ impl Broker {
         request: SubscriptionRequest,
     ) -> Result<Subscription, BrokerError> {
         check_url(&request.url)?;
+        if !self.limits.webhook_allow_private {
+            check_public(&request.url)?;
+        }
         let concurrency = request.concurrency.unwrap_or(self.limits.worker_count);
         rules::CONCURRENCY.check("concurrency", u64::from(concurrency))?;
         let timeout_ms = request.timeout_ms.unwrap_or(10_000);
@@ -175,6 +180,26 @@ fn check_url(text: &str) -> Result<(), BrokerError> {
     // be delivered, so it is refused rather than stored.
     url::Url::parse(text).map_err(|e| bad(&format!("a URL that parses ({e})")))?;
     Ok(())
+}
+
+/// Refuses a URL whose host is an address that is not public; a host name
+/// is checked when a delivery resolves it, as it may change meanwhile.
+fn check_public(text: &str) -> Result<(), BrokerError> {
+    let ip = match url::Url::parse(text).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    match address::non_public(ip) {
+        Some(why) => Err(BrokerError::invalid(
+            "url",
+            format!(
+                "expected a URL of a public address, got {ip}, which is {why} \
+                 (WEBHOOK_ALLOW_PRIVATE=true allows it)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn strip_http_scheme(text: &str) -> Option<&str> {
@@ -317,6 +342,39 @@ mod tests {
         ] {
             let err = check_url(bad).unwrap_err().to_string();
             assert!(err.starts_with("url: "), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn urls_of_addresses_that_are_not_public_are_refused() {
+        for (url, why) in [
+            ("http://127.0.0.1/hook", "127.0.0.1, which is loopback"),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "169.254.169.254, which is link-local",
+            ),
+            ("http://10.0.0.1:8080/", "10.0.0.1, which is private"),
+            ("http://192.168.0.10/", "192.168.0.10, which is private"),
+            ("http://0.0.0.0/", "0.0.0.0, which is unspecified"),
+            (
+                "http://255.255.255.255/",
+                "255.255.255.255, which is broadcast",
+            ),
+            ("http://224.0.0.1/", "224.0.0.1, which is multicast"),
+        ] {
+            assert!(check_url(url).is_ok(), "{url}: the grammar takes it");
+            let err = check_public(url).unwrap_err().to_string();
+            assert!(err.starts_with("url: "), "{url}: {err}");
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(err.contains("WEBHOOK_ALLOW_PRIVATE=true"), "{url}: {err}");
+        }
+        for url in [
+            "http://93.184.215.14/hook",
+            "https://hooks.example.com/x",
+            // A name is checked once resolved, when a delivery connects.
+            "http://localhost:9000/hook",
+        ] {
+            assert!(check_public(url).is_ok(), "{url}");
         }
     }
 

@@ -3,8 +3,16 @@
 //! A 2xx answer acks; anything else, a timeout or a connection error nacks,
 //! so failed pushes follow the same backoff and dead-letter rules as pulls.
 //! The pool follows the subscriptions as they are set, replaced or removed.
+//!
+//! Unless `WEBHOOK_ALLOW_PRIVATE` is set, calls reach public addresses only
+//! ([`crate::broker::address`]): a literal address is checked before the
+//! call, a host name's addresses once resolved, at connect time. Calls then
+//! go straight to the receiver, never through an `HTTP(S)_PROXY`, which
+//! would resolve names where the check cannot see. Of an answer, at most
+//! 64 KiB is read.
 
 mod push;
+mod resolve;
 mod signature;
 
 use std::collections::HashMap;
@@ -43,11 +51,16 @@ impl WorkerPool {
         broker: Arc<Broker>,
         observer: Option<Arc<dyn DeliveryObserver>>,
     ) -> reqwest::Result<WorkerPool> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             // A redirect would send the event somewhere the subscriber did not name.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("event-broker/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("event-broker/", env!("CARGO_PKG_VERSION")));
+        if !broker.limits().webhook_allow_private {
+            client = client
+                .no_proxy()
+                .dns_resolver(Arc::new(resolve::PublicOnly));
+        }
+        let client = client.build()?;
         Ok(WorkerPool {
             broker,
             client,

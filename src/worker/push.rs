@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{DeliveryObserver, Signer};
+use crate::broker::address::non_public;
 use crate::broker::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
 use crate::event_json::EventJson;
 use crate::log_throttle::Throttle;
@@ -16,6 +17,15 @@ const POLL: Duration = Duration::from_secs(30);
 /// Added to the call's timeout for the lease, so that the lease outlives the
 /// call and the ack or nack after it.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// The most of an answer read. A short answer is read to its end, so that
+/// its connection serves the next call; of a longer one the rest is left
+/// unread and its connection closed, so that a receiver that answers
+/// without end holds neither memory nor a delivery task.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// The most of a failed answer's body quoted in the delivery's error.
+const QUOTED_BYTES: usize = 256;
 
 /// How one webhook call ended; the event was acked or nacked after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +49,9 @@ pub(super) struct Pusher {
     timeout: Duration,
     signer: Option<Signer>,
     observer: Option<Arc<dyn DeliveryObserver>>,
+    /// Why every call fails at once: the URL names an address that is not
+    /// public, and `WEBHOOK_ALLOW_PRIVATE` is not set.
+    refused: Option<String>,
     /// When this queue's tasks last logged a failed call.
     failures: Mutex<Throttle>,
 }
@@ -56,6 +69,20 @@ impl Pusher {
             Some(secret) => Some(Signer::new(signing_key(secret)?)),
             None => None,
         };
+        // Set while the setting allowed it, or before the rule: the
+        // resolver never sees a literal address, so it is checked here.
+        let refused = match url.host() {
+            _ if broker.limits().webhook_allow_private => None,
+            Some(url::Host::Ipv4(ip)) => non_public(ip.into()),
+            Some(url::Host::Ipv6(ip)) => non_public(ip.into()),
+            _ => None,
+        }
+        .map(|why| {
+            format!(
+                "webhook call refused: the URL's address is {why}, not public; \
+                 WEBHOOK_ALLOW_PRIVATE=true allows it"
+            )
+        });
         Ok(Pusher {
             broker,
             client,
@@ -64,6 +91,7 @@ impl Pusher {
             timeout: Duration::from_millis(subscription.timeout_ms),
             signer,
             observer,
+            refused,
             failures: Mutex::new(Throttle::default()),
         })
     }
@@ -161,6 +189,9 @@ impl Pusher {
 
     /// POSTs one event; the subscriber's status and the failure, if any.
     async fn post(&self, event: &Delivery, body: Vec<u8>) -> (Option<u16>, Option<String>) {
+        if let Some(why) = &self.refused {
+            return (None, Some(why.clone()));
+        }
         // Standard Webhooks: the id stays the same across retries of one event.
         let id = format!("evt_{}", event.id);
         let timestamp = self.broker.clock().unix_ms() / 1000;
@@ -174,16 +205,20 @@ impl Pusher {
         if let Some(signer) = &self.signer {
             request = request.header("webhook-signature", signer.sign(&id, timestamp, &body));
         }
-        let answer = match request.body(body).send().await {
+        let mut answer = match request.body(body).send().await {
             Ok(answer) => answer,
             Err(e) => return (None, Some(self.describe(e))),
         };
         let status = answer.status();
-        // Read the body so that the connection can be used again.
-        if let Err(e) = answer.bytes().await {
-            return (Some(status.as_u16()), Some(self.describe(e)));
-        }
-        let error = (!status.is_success()).then(|| format!("webhook answered {status}"));
+        let start = match read_capped(&mut answer).await {
+            Ok(start) => start,
+            Err(e) => return (Some(status.as_u16()), Some(self.describe(e))),
+        };
+        let error = (!status.is_success()).then(|| {
+            let mut error = format!("webhook answered {status}");
+            quote(&mut error, &start);
+            error
+        });
         (Some(status.as_u16()), error)
     }
 
@@ -203,5 +238,40 @@ impl Pusher {
             cause = c.source();
         }
         text
+    }
+}
+
+/// Reads at most [`MAX_ANSWER_BYTES`] of `answer`; its first
+/// [`QUOTED_BYTES`], and whether there was more than that.
+async fn read_capped(answer: &mut reqwest::Response) -> reqwest::Result<(Vec<u8>, bool)> {
+    let mut start = Vec::new();
+    let mut read = 0;
+    while read < MAX_ANSWER_BYTES {
+        let Some(chunk) = answer.chunk().await? else {
+            break;
+        };
+        read += chunk.len();
+        let room = QUOTED_BYTES - start.len();
+        start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok((start, read > QUOTED_BYTES))
+}
+
+/// Adds `: <the start of the answer>` to `error`, on one line, when the
+/// answer had a body: a receiver often says there why it failed.
+fn quote(error: &mut String, (start, more): &(Vec<u8>, bool)) {
+    let text = String::from_utf8_lossy(start);
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    error.push_str(": ");
+    error.push_str(text);
+    if *more {
+        error.push('…');
     }
 }
