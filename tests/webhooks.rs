@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use common::broker::{app_state, limits};
 use event_broker::api::router;
-use event_broker::broker::{Broker, BrokerOptions, Limits};
+use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent, SubscriptionRequest};
 use event_broker::clock::SystemClock;
 use event_broker::wal::{FsyncPolicy, WalOptions};
 use event_broker::worker::{DeliveryObserver, Outcome, WorkerPool};
@@ -625,4 +625,56 @@ async fn of_a_huge_answer_at_most_64_kib_is_read_and_the_delivery_settled() {
             "the client read on: {written} bytes written"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_subscription_to_a_loopback_address_fails_its_calls_once_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |webhook_allow_private| {
+        let options = BrokerOptions {
+            wal: WalOptions {
+                fsync: FsyncPolicy::Never,
+                ..WalOptions::new(dir.path())
+            },
+            limits: Limits {
+                webhook_allow_private,
+                ..quick_retries(0)
+            },
+            clock: Arc::new(SystemClock),
+        };
+        Arc::new(Broker::open(options).unwrap().0)
+    };
+    // Set while allowed; the broker then restarts without the setting.
+    let broker = open(true);
+    let request = SubscriptionRequest {
+        url: "http://127.0.0.1:9/hook".into(),
+        ..SubscriptionRequest::default()
+    };
+    broker.subscribe("q", request).await.unwrap();
+    broker.close().unwrap();
+    drop(broker);
+    let broker = open(false);
+    assert_eq!(broker.subscriptions().len(), 1);
+
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    let pool = WorkerPool::new(broker.clone(), Some(Arc::new(Outcomes(outcomes_tx)))).unwrap();
+    let stop = CancellationToken::new();
+    let pool = tokio::spawn(pool.run(stop.clone()));
+    let event = NewEvent {
+        payload: b"1".to_vec(),
+        ..NewEvent::default()
+    };
+    let id = broker.enqueue("q", &[event]).await.unwrap()[0].id;
+    let waited = tokio::time::timeout(Duration::from_secs(30), outcomes.recv());
+    let (_, outcome) = waited.await.expect("a delivery within 30 s").unwrap();
+    assert_eq!((outcome.id, outcome.status), (id, None));
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some(
+            "webhook call refused: the URL's address is loopback, not public; \
+             WEBHOOK_ALLOW_PRIVATE=true allows it"
+        )
+    );
+    stop.cancel();
+    pool.await.unwrap();
 }
