@@ -164,17 +164,7 @@ async fn a_producer_token_produces_and_consumes_but_gets_403_on_every_admin_rout
 async fn the_admin_token_opens_every_route() {
     let api = both_tokens().await;
     produce_and_consume(&api, Some(ADMIN)).await;
-    let want = [
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::NO_CONTENT,
-    ];
-    for ((method, uri, body), want) in ADMIN_ROUTES.into_iter().zip(want) {
-        let (s, v) = call(&api, method.clone(), uri, body, Some(ADMIN)).await;
-        assert_eq!(s, want, "{method} {uri}: {v}");
-    }
+    admin_routes_answer(&api, ADMIN).await;
     for uri in ["/api/queues", "/api/status", "/api/metrics"] {
         let (s, _) = call(&api, Method::GET, uri, None, Some(ADMIN)).await;
         assert_eq!(s, StatusCode::OK, "{uri}");
@@ -245,17 +235,7 @@ async fn with_only_the_broker_token_set_it_opens_the_admin_routes_as_before() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    let want = [
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::OK,
-        StatusCode::NO_CONTENT,
-    ];
-    for ((method, uri, body), want) in ADMIN_ROUTES.into_iter().zip(want) {
-        let (s, v) = call(&api, method.clone(), uri, body, Some(PRODUCER)).await;
-        assert_eq!(s, want, "{method} {uri}: {v}");
-    }
+    admin_routes_answer(&api, PRODUCER).await;
 }
 
 /// The lines the broker logs up to "serving", bound to `bind_addr` with
@@ -343,4 +323,19 @@ async fn the_openapi_document_marks_exactly_the_admin_routes() {
     marked.sort();
     admin.sort();
     assert_eq!(marked, admin);
+}
+
+/// Every admin route, called with `token`, does its work.
+async fn admin_routes_answer(api: &Api, token: &str) {
+    let want = [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::NO_CONTENT,
+    ];
+    for ((method, uri, body), want) in ADMIN_ROUTES.into_iter().zip(want) {
+        let (s, v) = call(api, method.clone(), uri, body, Some(token)).await;
+        assert_eq!(s, want, "{method} {uri}: {v}");
+    }
 }

@@ -182,17 +182,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::broker::{Broker, BrokerOptions, Limits, NewEvent};
+    use crate::broker::tests::event;
+    use crate::broker::{Broker, BrokerOptions, Limits};
     use crate::clock::{Clock, ManualClock};
     use crate::wal::{FsyncPolicy, WalOptions};
-
-    fn event(delay_ms: u64) -> NewEvent {
-        NewEvent {
-            payload: b"{}".to_vec(),
-            delay_ms,
-            ..NewEvent::default()
-        }
-    }
 
     #[test]
     fn a_running_brokers_log_counts_its_live_events_by_queue_and_status() {

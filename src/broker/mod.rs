@@ -485,7 +485,9 @@ mod tests {
         Broker::open(options).expect("open broker").0
     }
 
-    fn event(delay_ms: u64) -> NewEvent {
+    /// An event with an empty payload, visible after `delay_ms`; the tests of
+    /// the broker's modules share it.
+    pub(super) fn event(delay_ms: u64) -> NewEvent {
         NewEvent {
             payload: b"{}".to_vec(),
             delay_ms,
