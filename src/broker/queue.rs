@@ -1,14 +1,16 @@
 //! One named queue: the order in which its events become deliverable, and
 //! how many it holds in each state.
 //!
-//! The heaps hold `(time, id)` keys and are checked lazily: an entry whose
+//! The orders hold `(time, id)` keys and are checked lazily: an entry whose
 //! event has since moved on is skipped when it comes to the top, so no state
-//! change ever has to search a heap.
+//! change ever has to search one.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
+
+use super::order::Order;
 
 /// Counts of a queue's events, and totals since the broker started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,11 +66,11 @@ pub enum Status {
 pub(crate) struct Queue {
     pub name: Arc<str>,
     /// Ready events by (visible time, id): FIFO order of becoming visible.
-    pub ready: BinaryHeap<Reverse<(u64, u64)>>,
+    pub ready: Order<(u64, u64)>,
     /// Delayed events by (visible time, id).
-    pub delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    pub delayed: Order<(u64, u64)>,
     /// Leases by (deadline, id, serial).
-    pub deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    pub deadlines: Order<(Instant, u64, u64)>,
     /// Dead events, by id for paging.
     pub dead: BTreeSet<u64>,
     /// Events not yet applied whose enqueue is being written.
@@ -84,9 +86,9 @@ impl Queue {
                 ..QueueStats::default()
             },
             name,
-            ready: BinaryHeap::new(),
-            delayed: BinaryHeap::new(),
-            deadlines: BinaryHeap::new(),
+            ready: Order::new(),
+            delayed: Order::new(),
+            deadlines: Order::new(),
             dead: BTreeSet::new(),
             reserved: 0,
         }

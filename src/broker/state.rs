@@ -8,14 +8,12 @@
 //! logged (leases) or marks an event while a change to it is being written.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::hash::{BuildHasher, Hash};
-
-use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::idempotency::Idempotency;
+use super::index::EventIndex;
 use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
 use super::record::{Record, Stored, Subscribed};
@@ -61,6 +59,9 @@ pub struct Live {
     pub events: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// The lowest and highest id a record in the segment was written for.
+    pub first_id: u64,
+    pub last_id: u64,
 }
 
 /// What a test or status page sees of one event.
@@ -91,11 +92,12 @@ pub enum ViewStatus {
 pub(crate) struct State {
     pub queues: Vec<Queue>,
     by_name: HashMap<Arc<str>, u32>,
-    /// Ids are the broker's own, not chosen by clients: a fast hash is safe.
-    pub events: FxHashMap<u64, Event>,
-    /// Last error of events whose last delivery failed with one.
-    pub errors: FxHashMap<u64, Box<str>>,
-    pub leases: FxHashMap<u64, Lease>,
+    pub events: EventIndex,
+    /// Last error of events whose last delivery failed with one. Like every
+    /// map here that can grow large, a B-tree: it grows node by node, where
+    /// a hash map would rebuild itself whole with the state locked.
+    pub errors: BTreeMap<u64, Box<str>>,
+    pub leases: BTreeMap<u64, Lease>,
     live: BTreeMap<u64, Live>,
     /// Per segment, until when an idempotency key enqueued in it is in its
     /// window (Unix ms): the segment must stay so a restart still knows the key.
@@ -116,9 +118,9 @@ impl State {
         State {
             queues: Vec::new(),
             by_name: HashMap::new(),
-            events: FxHashMap::default(),
-            errors: FxHashMap::default(),
-            leases: FxHashMap::default(),
+            events: EventIndex::default(),
+            errors: BTreeMap::new(),
+            leases: BTreeMap::new(),
             live: BTreeMap::new(),
             keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),
@@ -229,7 +231,7 @@ impl State {
             event.len = pos.len;
             let q = event.queue;
             self.unlive(old.0, old.1);
-            self.add_live(pos.segment, pos.len);
+            self.add_live(pos.segment, pos.len, stored.id);
             return Some(q);
         }
         let q = self.intern(&stored.queue);
@@ -254,7 +256,7 @@ impl State {
         self.events.insert(stored.id, event);
         self.queues[q as usize].count(None, Some(status));
         self.push(stored.id, &event);
-        self.add_live(pos.segment, pos.len);
+        self.add_live(pos.segment, pos.len, stored.id);
         self.set_error(stored.id, last_error);
         if let Some(key) = &stored.idempotency_key {
             self.idempotency
@@ -373,10 +375,16 @@ impl State {
         }
     }
 
-    fn add_live(&mut self, segment: u64, len: u32) {
-        let live = self.live.entry(segment).or_default();
+    fn add_live(&mut self, segment: u64, len: u32, id: u64) {
+        let live = self.live.entry(segment).or_insert(Live {
+            first_id: id,
+            last_id: id,
+            ..Live::default()
+        });
         live.events += 1;
         live.bytes += u64::from(len);
+        live.first_id = live.first_id.min(id);
+        live.last_id = live.last_id.max(id);
     }
 
     fn unlive(&mut self, segment: u64, len: u32) {
@@ -409,28 +417,16 @@ impl State {
         self.keys_until = self.keys_until.split_off(&segment);
     }
 
-    /// Gives back the room of collections that shrank to under a quarter of
-    /// it, so that a burst does not keep its peak memory for good; halving
-    /// at most, the cost of rebuilding them stays in proportion.
+    /// Gives back the room of the out-of-order heaps that shrank to under
+    /// a quarter of it, so that a burst of retries does not keep its peak
+    /// memory for good; halving at most, the cost stays in proportion. The
+    /// index and the runs of the orders free their pages as they empty.
     pub fn shrink(&mut self) {
-        fn heap<T: Ord>(h: &mut BinaryHeap<T>) {
-            if h.capacity() > SHRINK_ABOVE && h.capacity() > 4 * h.len() {
-                h.shrink_to(2 * h.len());
-            }
-        }
-        fn map<K: Eq + Hash, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
-            if m.capacity() > SHRINK_ABOVE && m.capacity() > 4 * m.len() {
-                m.shrink_to(2 * m.len());
-            }
-        }
         for queue in &mut self.queues {
-            heap(&mut queue.ready);
-            heap(&mut queue.delayed);
-            heap(&mut queue.deadlines);
+            queue.ready.shrink(SHRINK_ABOVE);
+            queue.delayed.shrink(SHRINK_ABOVE);
+            queue.deadlines.shrink(SHRINK_ABOVE);
         }
-        map(&mut self.events);
-        map(&mut self.leases);
-        map(&mut self.errors);
     }
 
     /// Subscriptions whose record is in `segment`.
@@ -442,16 +438,17 @@ impl State {
             .collect()
     }
 
-    /// Ids of the events whose newest record is in `segment`.
+    /// Ids of the events whose newest record is in `segment`, by id: a
+    /// scan of the ids its records were written for, not of every event.
     pub fn events_in(&self, segment: u64) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
-            .events
-            .iter()
+        let Some(live) = self.live.get(&segment) else {
+            return Vec::new();
+        };
+        self.events
+            .range(live.first_id, live.last_id + 1)
             .filter(|(_, e)| e.segment == segment)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Makes due delayed events of queue `q` ready; how many became ready.
@@ -501,7 +498,7 @@ impl State {
             .events
             .iter()
             .filter(|(_, e)| e.queue == q)
-            .map(|(&id, e)| EventView {
+            .map(|(id, e)| EventView {
                 id,
                 status: match e.status {
                     Status::Ready | Status::Delayed => ViewStatus::Waiting,
@@ -541,21 +538,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn room_left_by_a_burst_is_given_back_but_not_room_in_use() {
+    fn room_left_by_a_burst_of_retries_is_given_back_but_not_room_in_use() {
         let mut state = State::new(0, 0);
         let q = state.intern("q") as usize;
-        state.queues[q]
-            .ready
-            .extend((0..10_000).map(|i| Reverse((i, i))));
-        state.events.reserve(10_000);
+        // Falling keys: every one but the first comes out of order.
+        for i in (0..10_000).rev() {
+            state.queues[q].ready.push(Reverse((i, i)));
+        }
         state.shrink();
-        assert!(state.queues[q].ready.capacity() >= 10_000, "in use: kept");
+        assert!(
+            state.queues[q].ready.heap_capacity() >= 9_999,
+            "in use: kept"
+        );
 
-        state.queues[q].ready.clear();
-        state.queues[q].ready.push(Reverse((1, 1)));
+        while state.queues[q].ready.len() > 2 {
+            state.queues[q].ready.pop();
+        }
         state.shrink();
-        assert!(state.queues[q].ready.capacity() < 100);
-        assert!(state.events.capacity() < 100);
-        assert_eq!(state.queues[q].ready.peek(), Some(&Reverse((1, 1))));
+        assert!(state.queues[q].ready.heap_capacity() < 100);
+        assert_eq!(state.queues[q].ready.peek(), Some(&Reverse((9_998, 9_998))));
     }
 }
