@@ -16,11 +16,13 @@
 //! another's backlog. Each timed phase reads the server's CPU time before
 //! and after ([`cpu`]).
 //!
-//! Files: [`broker`] and [`redis_streams`] drive each server, [`workload`]
-//! holds what they share, [`table`] the medians and the output.
+//! Files: [`broker`] and [`redis_streams`] drive each server (with
+//! [`redis_group`] for Redis's consumers), [`workload`] holds what they
+//! share, [`table`] the medians and the output, [`cpu`] the CPU times.
 
 mod broker;
 mod cpu;
+mod redis_group;
 mod redis_streams;
 mod table;
 mod workload;

@@ -35,21 +35,19 @@ use event_broker::bench::worker::{histogram, merged, record};
 use event_broker::clock::{monotonic_now, unix_nanos};
 use hdrhistogram::Histogram;
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline};
 use tokio::task::JoinSet;
 
 use crate::cpu::Meter;
+use crate::redis_group::{create_group, drain, receive, Reader};
 use crate::workload::{
-    body, Finish, Measured, Params, Workload, LONG_POLL_MS, PREFILL_BATCH, PREFILL_PRODUCERS,
-    W4_READ_MAX, W4_SEND_MAX,
+    body, Finish, Measured, Params, Workload, PREFILL_BATCH, PREFILL_PRODUCERS, W4_READ_MAX,
+    W4_SEND_MAX,
 };
 use crate::PeerError;
 
-/// The consumer group of every run.
-const GROUP: &str = "g";
 /// The field that holds an entry's body.
-const FIELD: &str = "p";
+pub const FIELD: &str = "p";
 /// How often the cleanup asks whether the AOF rewrite is done.
 const REWRITE_POLL: Duration = Duration::from_millis(50);
 
@@ -326,96 +324,6 @@ async fn join_publishers(
     Ok((stored, merged(parts)))
 }
 
-/// `XGROUP CREATE key g <from> MKSTREAM`: `0` reads the stream from its
-/// start, `$` only what comes after.
-async fn create_group(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    from: &str,
-) -> Result<(), PeerError> {
-    redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(key)
-        .arg(GROUP)
-        .arg(from)
-        .arg("MKSTREAM")
-        .query_async::<()>(conn)
-        .await?;
-    Ok(())
-}
-
-/// One consumer of the group, on its own connection.
-struct Reader {
-    conn: MultiplexedConnection,
-    key: String,
-    name: String,
-    count: u64,
-    xdel: bool,
-}
-
-impl Reader {
-    fn new(conn: MultiplexedConnection, key: &str, i: usize, count: u64, xdel: bool) -> Reader {
-        Reader {
-            conn,
-            key: key.to_string(),
-            name: format!("c{i}"),
-            count,
-            xdel,
-        }
-    }
-
-    /// `XREADGROUP` of up to `count` new entries, waiting up to `block_ms`
-    /// for the first when given; `None` when there were none.
-    async fn read(&mut self, block_ms: Option<u64>) -> Result<Option<StreamReadReply>, PeerError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.name)
-            .arg("COUNT")
-            .arg(self.count);
-        if let Some(ms) = block_ms {
-            cmd.arg("BLOCK").arg(ms);
-        }
-        cmd.arg("STREAMS").arg(&self.key).arg(">");
-        Ok(cmd.query_async(&mut self.conn).await?)
-    }
-
-    /// `XACK` of `ids` (and `XDEL`, when asked for, in the same pipeline):
-    /// how many were acked.
-    async fn ack(&mut self, ids: &[&str]) -> Result<u64, PeerError> {
-        let mut ack = redis::cmd("XACK");
-        ack.arg(&self.key).arg(GROUP).arg(ids);
-        if !self.xdel {
-            return Ok(ack.query_async::<u64>(&mut self.conn).await?);
-        }
-        let mut del = redis::cmd("XDEL");
-        del.arg(&self.key).arg(ids);
-        let mut pipe = redis::pipe();
-        pipe.add_command(ack).add_command(del).ignore();
-        let (acked,): (u64,) = pipe.query_async(&mut self.conn).await?;
-        Ok(acked)
-    }
-}
-
-/// The ids of a read's entries.
-fn ids(reply: &StreamReadReply) -> Vec<&str> {
-    let entries = reply.keys.iter().flat_map(|k| &k.ids);
-    entries.map(|entry| entry.id.as_str()).collect()
-}
-
-/// Reads and acks until a read finds nothing new: events acked.
-async fn drain(mut reader: Reader) -> Result<u64, PeerError> {
-    let mut acked = 0;
-    while let Some(reply) = reader.read(None).await? {
-        let ids = ids(&reply);
-        if ids.is_empty() {
-            break;
-        }
-        acked += reader.ack(&ids).await?;
-    }
-    Ok(acked)
-}
-
 /// Sends events `0..n` at `rate` a second, those due together in one
 /// pipeline, each stamped with the time it was due.
 async fn produce(
@@ -451,34 +359,6 @@ async fn produce(
         next = due;
     }
     Ok(())
-}
-
-/// Blocks in `XREADGROUP` and acks until the run is over; the time from each
-/// entry's due time to its arrival.
-async fn receive(mut reader: Reader, finish: Arc<Finish>) -> Result<Histogram<u64>, PeerError> {
-    let mut latency = histogram();
-    loop {
-        let reply = tokio::select! {
-            biased;
-            () = finish.done.cancelled() => break,
-            reply = reader.read(Some(LONG_POLL_MS)) => reply?,
-        };
-        let Some(reply) = reply else { continue };
-        let now = unix_nanos();
-        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-            let text: Vec<u8> = entry.get(FIELD).ok_or(PeerError::NoBody)?;
-            let stamp: Stamp = serde_json::from_slice(&text).map_err(PeerError::Payload)?;
-            record(
-                &mut latency,
-                Duration::from_nanos(now.saturating_sub(stamp.t)),
-            );
-        }
-        let ids = ids(&reply);
-        if !ids.is_empty() {
-            finish.acked(reader.ack(&ids).await?);
-        }
-    }
-    Ok(latency)
 }
 
 /// Waits until Redis runs no AOF rewrite and has none scheduled.
