@@ -200,6 +200,46 @@ fn a_flipped_byte_in_an_older_segment_refuses_to_open_naming_file_and_offset() {
 }
 
 #[test]
+fn damage_in_several_segments_names_the_first_and_leaves_the_newest_as_it_was() {
+    let (dir, positions, _) = written_log(400);
+    let segments: Vec<u64> = {
+        let mut s: Vec<u64> = positions.iter().map(|p| p.segment).collect();
+        s.dedup();
+        s
+    };
+    assert!(segments.len() > 4, "segments are checked on several threads");
+    // One frame damaged in each of the sealed segments but the first.
+    let victims: Vec<Position> = segments[1..segments.len() - 1]
+        .iter()
+        .map(|&s| *positions.iter().find(|p| p.segment == s).unwrap())
+        .collect();
+    for victim in victims.iter().rev() {
+        flip_byte(&segment_path(dir.path(), victim), victim.offset + 9);
+    }
+    // And a torn tail on the newest, which a refused open must not cut.
+    let last = *positions.last().unwrap();
+    let newest = segment_path(dir.path(), &last);
+    let torn_len = last.offset + 8 + u64::from(last.len) / 2;
+    OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(torn_len)
+        .unwrap();
+
+    for _ in 0..3 {
+        match Wal::open(options(dir.path(), SEGMENT)).unwrap_err() {
+            WalError::Corrupt { path, offset, .. } => {
+                assert_eq!(path, segment_path(dir.path(), &victims[0]));
+                assert_eq!(offset, victims[0].offset);
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+        assert_eq!(fs::metadata(&newest).unwrap().len(), torn_len);
+    }
+}
+
+#[test]
 fn skip_corrupt_opens_reports_the_loss_and_keeps_everything_else() {
     let (dir, positions, bodies) = written_log(120);
     let victim = positions[3];

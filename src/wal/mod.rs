@@ -442,7 +442,6 @@ pub struct Wal {
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<Result<(), WalError>>>>,
     data_dir: PathBuf,
-    recovery: RecoveryMode,
     fsync: FsyncPolicy,
     /// Held from open to close: the flock on `DATA_DIR/LOCK`.
     lock: Mutex<Option<File>>,
@@ -540,7 +539,6 @@ impl Wal {
             tx,
             writer: Mutex::new(Some(handle)),
             data_dir: options.data_dir,
-            recovery: options.recovery,
             fsync: options.fsync,
             lock: Mutex::new(Some(lock)),
         };

@@ -12,7 +12,7 @@ use memmap2::Mmap;
 use super::error::WalError;
 use super::format::{decode_frame, Frame, FRAME_HEADER_LEN, HEADER_LEN};
 use super::segment::{self, Frames};
-use super::{Position, RecoveryMode, Wal};
+use super::{Position, Wal};
 
 /// The body of one record: borrowed from a mapped sealed segment, or read
 /// from the active one.
@@ -96,6 +96,12 @@ impl Wal {
 
     /// Every record in order, segment by segment, as the log is now.
     /// Replay before appending: records appended later are not included.
+    ///
+    /// Opening checked every frame's checksum, and skip-corrupt recovery
+    /// rewrote the segments it found damage in, so replay walks the frames
+    /// by their lengths and takes their checksums on trust: a start reads
+    /// the log's bytes through the checksum once, not twice. A read of a
+    /// record later checks its frame again.
     pub fn replay(&self) -> Replay {
         let table = self.shared.table.read().expect("segment table lock");
         let mut segments: Vec<(u64, PathBuf, u64)> = table
@@ -109,10 +115,7 @@ impl Wal {
             table.active.written.load(Ordering::Acquire),
         ));
         segments.reverse();
-        Replay {
-            segments,
-            skip_damage: self.recovery == RecoveryMode::SkipCorrupt,
-        }
+        Replay { segments }
     }
 }
 
@@ -138,7 +141,6 @@ fn check_frame(frame: &[u8], pos: &Position, path: &std::path::Path) -> Result<(
 pub struct Replay {
     /// Newest first, so `pop` yields the oldest.
     segments: Vec<(u64, PathBuf, u64)>,
-    skip_damage: bool,
 }
 
 impl Iterator for Replay {
@@ -151,7 +153,6 @@ impl Iterator for Replay {
             first_seq,
             path,
             map,
-            skip_damage: self.skip_damage,
         }))
     }
 }
@@ -162,7 +163,6 @@ pub struct ReplaySegment {
     first_seq: u64,
     path: PathBuf,
     map: Option<Mmap>,
-    skip_damage: bool,
 }
 
 impl ReplaySegment {
@@ -176,7 +176,7 @@ impl ReplaySegment {
         let bytes: &[u8] = self.map.as_deref().unwrap_or(&[]);
         let start = HEADER_LEN.min(bytes.len());
         let mut seq = self.first_seq;
-        Frames::new(bytes, start, self.skip_damage).map(move |item| match item {
+        Frames::checked(bytes, start).map(move |item| match item {
             Ok((offset, body)) => {
                 let pos = Position {
                     seq,

@@ -8,7 +8,7 @@ use memmap2::{Mmap, MmapOptions};
 
 use super::error::WalError;
 use super::format::{
-    decode_frame, find_next_frame, frame_body_len, Frame, FrameDefect, FRAME_HEADER_LEN,
+    decode_frame_checking, find_next_frame, frame_body_len, Frame, FrameDefect, FRAME_HEADER_LEN,
 };
 
 /// File name of the segment whose first record has sequence number `first_seq`.
@@ -79,11 +79,15 @@ pub struct BadFrame {
 /// Without `skip_damage` the walk ends with the first damaged frame, yielded
 /// as an error; the caller may [`Frames::resume_at`] past it. With it, damage
 /// is stepped over silently (recovery has reported it already).
+///
+/// [`Frames::checked`] walks bytes whose every frame was checked already:
+/// it reads the lengths and takes the checksums on trust.
 #[derive(Debug)]
 pub struct Frames<'a> {
     buf: &'a [u8],
     at: usize,
     skip_damage: bool,
+    trust_checksums: bool,
     done: bool,
     /// Bytes of whole frames checked already and not yet yielded: walked
     /// again by their lengths only.
@@ -99,9 +103,18 @@ impl<'a> Frames<'a> {
             buf,
             at: start,
             skip_damage,
+            trust_checksums: false,
             done: false,
             ready: start..start,
             damage: None,
+        }
+    }
+
+    /// Walks `buf` from `start`, its frames all checked already.
+    pub fn checked(buf: &'a [u8], start: usize) -> Self {
+        Frames {
+            trust_checksums: true,
+            ..Frames::new(buf, start, true)
         }
     }
 
@@ -117,7 +130,7 @@ impl<'a> Frames<'a> {
     fn read_batch(&mut self) -> bool {
         let start = self.at;
         while self.at < self.buf.len() {
-            let defect = match decode_frame(&self.buf[self.at..]) {
+            let defect = match decode_frame_checking(&self.buf[self.at..], !self.trust_checksums) {
                 Frame::Valid { len, continues, .. } => {
                     self.at += len;
                     if continues {
