@@ -207,7 +207,10 @@ fn damage_in_several_segments_names_the_first_and_leaves_the_newest_as_it_was() 
         s.dedup();
         s
     };
-    assert!(segments.len() > 4, "segments are checked on several threads");
+    assert!(
+        segments.len() > 4,
+        "segments are checked on several threads"
+    );
     // One frame damaged in each of the sealed segments but the first.
     let victims: Vec<Position> = segments[1..segments.len() - 1]
         .iter()
