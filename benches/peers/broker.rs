@@ -34,8 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::cpu::Meter;
 use crate::workload::{
-    Finish, Measured, Params, Workload, LONG_POLL_MS, PREFILL_BATCH, PREFILL_PRODUCERS,
-    W4_READ_MAX, W4_SEND_MAX,
+    Finish, Measured, Params, Publish, Workload, LONG_POLL_MS, W4_READ_MAX, W4_SEND_MAX,
 };
 use crate::PeerError;
 
@@ -68,12 +67,12 @@ impl BrokerSide {
         let setup = self.setup(queue, p.size);
         match workload {
             Workload::W1 => {
-                let shape = ("--w1-count", p.w1_producers, 1, p.w1_count);
-                self.publish(&setup, shape).await
+                self.publish(&setup, "--w1-count", p.publish(workload))
+                    .await
             }
             Workload::W2 => {
-                let shape = ("--w2-count", p.w2_producers, p.w2_batch, p.w2_count);
-                self.publish(&setup, shape).await
+                self.publish(&setup, "--w2-count", p.publish(workload))
+                    .await
             }
             Workload::W3 => self.consume(&setup, p).await,
             Workload::W4 => self.e2e(&setup, p).await,
@@ -100,13 +99,19 @@ impl BrokerSide {
         }
     }
 
-    /// W1 and W2: `producers` closed loops of `batch` events a request,
-    /// `count` in all; `flag` names the count for a queue too small.
+    /// W1 and W2: closed loops; `flag` names the count for a queue too
+    /// small to hold it.
     async fn publish(
         &self,
         setup: &Setup,
-        (flag, producers, batch, count): (&'static str, u64, u64, u64),
+        flag: &'static str,
+        shape: Publish,
     ) -> Result<Measured, PeerError> {
+        let Publish {
+            producers,
+            batch,
+            count,
+        } = shape;
         setup.limits.check_fits(flag, count)?;
         if setup.limits.batch(batch) < batch {
             return Err(PeerError::Failed {
@@ -140,11 +145,12 @@ impl BrokerSide {
     async fn consume(&self, setup: &Setup, p: &Params) -> Result<Measured, PeerError> {
         let n = p.w3_count;
         setup.limits.check_fits("--w3-count", n)?;
+        let prefill = p.prefill();
         let filled = Arc::new(Tally::default());
         let next = Arc::new(AtomicU64::new(0));
-        let batch = setup.limits.batch(PREFILL_BATCH);
+        let batch = setup.limits.batch(prefill.batch);
         let mut tasks = JoinSet::new();
-        for _ in 0..PREFILL_PRODUCERS {
+        for _ in 0..prefill.producers {
             // Nothing drains the queue yet: the first 429 ends the prefill.
             let worker = Worker::connect(setup, filled.clone(), Duration::ZERO).await?;
             let producer = Producer::new(worker, &setup.queue, setup.size, true);

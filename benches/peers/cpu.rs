@@ -1,10 +1,10 @@
 //! A server's CPU time over a timed phase, read from `/proc/<pid>/stat`
 //! before and after it: user and system time of all its threads, plus that
 //! of the children it has waited for (Redis forks one to rewrite its AOF;
-//! the driver asks for that rewrite between runs, so a phase seldom gets
-//! one). Clock ticks are `sysconf(_SC_CLK_TCK)`, the figure `getconf CLK_TCK`
-//! prints: usually 100 a second, so a phase of a few seconds has about 1%
-//! resolution.
+//! automatic rewrites are off and the driver waits for the one it asks for
+//! between runs, so no timed phase has one). Clock ticks are
+//! `sysconf(_SC_CLK_TCK)`, the figure `getconf CLK_TCK` prints: usually 100
+//! a second, so a phase of a few seconds has about 1% resolution.
 
 use std::time::Instant;
 

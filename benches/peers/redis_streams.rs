@@ -41,8 +41,7 @@ use tokio::task::JoinSet;
 use crate::cpu::Meter;
 use crate::redis_group::{create_group, drain, receive, Reader};
 use crate::workload::{
-    body, Finish, Measured, Params, Workload, PREFILL_BATCH, PREFILL_PRODUCERS, W4_READ_MAX,
-    W4_SEND_MAX,
+    body, Finish, Measured, Params, Publish, Workload, W4_READ_MAX, W4_SEND_MAX,
 };
 use crate::PeerError;
 
@@ -92,24 +91,7 @@ impl RedisSide {
         p: &Params,
     ) -> Result<Measured, PeerError> {
         match workload {
-            Workload::W1 => {
-                let shape = Shape {
-                    producers: p.w1_producers,
-                    batch: 1,
-                    count: p.w1_count,
-                    multi: false,
-                };
-                self.publish(key, p.size, shape).await
-            }
-            Workload::W2 => {
-                let shape = Shape {
-                    producers: p.w2_producers,
-                    batch: p.w2_batch,
-                    count: p.w2_count,
-                    multi: p.w2_redis_multi,
-                };
-                self.publish(key, p.size, shape).await
-            }
+            Workload::W1 | Workload::W2 => self.publish(key, p, workload).await,
             Workload::W3 => self.consume(key, p).await,
             Workload::W4 => self.e2e(key, p).await,
         }
@@ -132,7 +114,14 @@ impl RedisSide {
     }
 
     /// W1 and W2: closed loops of one `XADD` or a pipeline of them.
-    async fn publish(&self, key: &str, size: usize, shape: Shape) -> Result<Measured, PeerError> {
+    async fn publish(
+        &self,
+        key: &str,
+        p: &Params,
+        workload: Workload,
+    ) -> Result<Measured, PeerError> {
+        let shape = p.publish(workload);
+        let multi = workload == Workload::W2 && p.w2_redis_multi;
         let mut conns = Vec::new();
         for _ in 0..shape.producers {
             conns.push(self.conn().await?);
@@ -143,9 +132,10 @@ impl RedisSide {
         for conn in conns {
             let lane = Lane {
                 key: key.to_string(),
-                size,
+                size: p.size,
                 next: next.clone(),
                 shape,
+                multi,
             };
             tasks.spawn(closed_loop(conn, lane));
         }
@@ -164,12 +154,7 @@ impl RedisSide {
         let n = p.w3_count;
         let mut conn = self.conn().await?;
         create_group(&mut conn, key, "0").await?;
-        let shape = Shape {
-            producers: PREFILL_PRODUCERS,
-            batch: PREFILL_BATCH,
-            count: n,
-            multi: false,
-        };
+        let shape = p.prefill();
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = JoinSet::new();
         for _ in 0..shape.producers {
@@ -178,6 +163,7 @@ impl RedisSide {
                 size: p.size,
                 next: next.clone(),
                 shape,
+                multi: false,
             };
             tasks.spawn(closed_loop(self.conn().await?, lane));
         }
@@ -243,23 +229,15 @@ impl RedisSide {
     }
 }
 
-/// How a publishing run sends.
-#[derive(Debug, Clone, Copy)]
-struct Shape {
-    producers: u64,
-    batch: u64,
-    count: u64,
-    /// `MULTI`/`EXEC` around each pipeline.
-    multi: bool,
-}
-
 /// What one publisher needs: the events are numbered from the counter all
 /// of them share.
 struct Lane {
     key: String,
     size: usize,
     next: Arc<AtomicU64>,
-    shape: Shape,
+    shape: Publish,
+    /// `MULTI`/`EXEC` around each pipeline.
+    multi: bool,
 }
 
 fn xadd(key: &str, stamp: Stamp, size: usize) -> Cmd {
@@ -285,7 +263,7 @@ async fn closed_loop(
     mut conn: MultiplexedConnection,
     lane: Lane,
 ) -> Result<(u64, Histogram<u64>), PeerError> {
-    let Shape { batch, count, .. } = lane.shape;
+    let Publish { batch, count, .. } = lane.shape;
     let mut latency = histogram();
     let mut stored = 0;
     loop {
@@ -302,7 +280,7 @@ async fn closed_loop(
             cmd.query_async::<String>(&mut conn).await?;
             stored += 1;
         } else {
-            let pipe = pipeline(&lane.key, stamps, lane.size, lane.shape.multi);
+            let pipe = pipeline(&lane.key, stamps, lane.size, lane.multi);
             sent = monotonic_now();
             stored += pipe.query_async::<Vec<String>>(&mut conn).await?.len() as u64;
         }

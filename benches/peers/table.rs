@@ -181,6 +181,21 @@ pub fn tables(rows: &[Row], workloads: &[Workload], p: &Params, reps: u32) -> St
          of p99 latency for W4 (above 1 the broker is slower)"
             .to_string(),
         String::new(),
+        format!(
+            "Redis: W2 batches as {}, W3 and W4 acks as {}; {}-byte bodies",
+            if p.w2_redis_multi {
+                "MULTI/EXEC"
+            } else {
+                "a plain pipeline of XADDs"
+            },
+            if p.redis_xdel {
+                "XACK then XDEL"
+            } else {
+                "XACK without XDEL"
+            },
+            p.size
+        ),
+        String::new(),
         "| server CPU per event, median (lowest–highest) | Redis | event-broker | ratio |"
             .to_string(),
         "|---|---|---|---|".to_string(),
@@ -196,7 +211,13 @@ pub fn tables(rows: &[Row], workloads: &[Workload], p: &Params, reps: u32) -> St
         };
         let (rc, bc) = (micros(r, redis.cpu_range()), micros(b, broker.cpu_range()));
         let name = w.key().to_uppercase();
-        lines.push(format!("| {name} | {rc} | {bc} | {:.2}× |", b / r));
+        // A run too short for one clock tick of CPU has no ratio.
+        let ratio = if r > 0.0 {
+            format!("{:.2}×", b / r)
+        } else {
+            "–".to_string()
+        };
+        lines.push(format!("| {name} | {rc} | {bc} | {ratio} |"));
     }
     lines.push(String::new());
     lines.join("\n")

@@ -79,6 +79,31 @@ impl Params {
         ((self.w4_rate as f64 * self.w4_duration.as_secs_f64()).round() as u64).max(1)
     }
 
+    /// How W1 or W2 publishes (any other workload: W1).
+    pub fn publish(&self, workload: Workload) -> Publish {
+        match workload {
+            Workload::W2 => Publish {
+                producers: self.w2_producers,
+                batch: self.w2_batch,
+                count: self.w2_count,
+            },
+            _ => Publish {
+                producers: self.w1_producers,
+                batch: 1,
+                count: self.w1_count,
+            },
+        }
+    }
+
+    /// How W3's prefill publishes.
+    pub fn prefill(&self) -> Publish {
+        Publish {
+            producers: PREFILL_PRODUCERS,
+            batch: PREFILL_BATCH,
+            count: self.w3_count,
+        }
+    }
+
     /// The sizes as JSON, for `--json`.
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -93,6 +118,17 @@ impl Params {
             "redis_xdel": self.redis_xdel,
         })
     }
+}
+
+/// How a closed-loop publishing run sends: W1, W2, and W3's prefill.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish {
+    /// Connections, each with one request in flight.
+    pub producers: u64,
+    /// Events per request.
+    pub batch: u64,
+    /// Events in all.
+    pub count: u64,
 }
 
 /// Events per request of a W3 prefill; the broker's default `MAX_BATCH`.
