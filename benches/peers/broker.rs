@@ -195,7 +195,7 @@ impl BrokerSide {
         let mut producers = producer::connect(setup, &sent, 1, true).await?;
         let producer = producers.pop().expect("one producer was connected");
         let phase = self.meter.start()?;
-        produce(producer, &finish, p.w4_rate, n).await?;
+        produce(producer, &finish, p).await?;
         finish.producer_done();
         finish.wait().await;
         let latency = merged(join_all(consumers, &setup.halt).await);
@@ -228,15 +228,11 @@ async fn drain(mut consumer: Consumer) -> Result<Histogram<u64>, BenchError> {
     Ok(consumer.into_latency())
 }
 
-/// Sends events `0..n` at `rate` a second: each request carries every event
+/// Sends W4's events on its schedule: each request carries every event
 /// due by the time it leaves, stamped with the time it was due.
-async fn produce(
-    mut producer: Producer,
-    finish: &Finish,
-    rate: u64,
-    n: u64,
-) -> Result<(), PeerError> {
-    let schedule = Schedule::new(rate as f64);
+async fn produce(mut producer: Producer, finish: &Finish, p: &Params) -> Result<(), PeerError> {
+    let n = p.w4_count();
+    let schedule = Schedule::new(p.w4_rate as f64);
     let mut stamps = Vec::new();
     let mut next = 0;
     while next < n && !producer.halted() {

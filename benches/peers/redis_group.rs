@@ -38,24 +38,31 @@ pub async fn create_group(
     Ok(())
 }
 
+/// What every consumer of one run reads.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The stream.
+    pub key: String,
+    /// Most entries per read.
+    pub count: u64,
+    /// `XDEL` what is acked.
+    pub xdel: bool,
+}
+
 /// One consumer of the group, on its own connection.
 pub struct Reader {
     conn: MultiplexedConnection,
-    key: String,
+    group: Group,
     name: String,
-    count: u64,
-    xdel: bool,
 }
 
 impl Reader {
-    /// A member `c<i>` of the group, reading up to `count` entries at a time.
-    pub fn new(conn: MultiplexedConnection, key: &str, i: usize, count: u64, xdel: bool) -> Reader {
+    /// Member `c<i>` of the group.
+    pub fn new(conn: MultiplexedConnection, group: &Group, i: usize) -> Reader {
         Reader {
             conn,
-            key: key.to_string(),
+            group: group.clone(),
             name: format!("c{i}"),
-            count,
-            xdel,
         }
     }
 
@@ -67,11 +74,11 @@ impl Reader {
             .arg(GROUP)
             .arg(&self.name)
             .arg("COUNT")
-            .arg(self.count);
+            .arg(self.group.count);
         if let Some(ms) = block_ms {
             cmd.arg("BLOCK").arg(ms);
         }
-        cmd.arg("STREAMS").arg(&self.key).arg(">");
+        cmd.arg("STREAMS").arg(&self.group.key).arg(">");
         Ok(cmd.query_async(&mut self.conn).await?)
     }
 
@@ -79,12 +86,12 @@ impl Reader {
     /// how many were acked.
     async fn ack(&mut self, ids: &[&str]) -> Result<u64, PeerError> {
         let mut ack = redis::cmd("XACK");
-        ack.arg(&self.key).arg(GROUP).arg(ids);
-        if !self.xdel {
+        ack.arg(&self.group.key).arg(GROUP).arg(ids);
+        if !self.group.xdel {
             return Ok(ack.query_async::<u64>(&mut self.conn).await?);
         }
         let mut del = redis::cmd("XDEL");
-        del.arg(&self.key).arg(ids);
+        del.arg(&self.group.key).arg(ids);
         let mut pipe = redis::pipe();
         pipe.add_command(ack).add_command(del).ignore();
         let (acked,): (u64,) = pipe.query_async(&mut self.conn).await?;

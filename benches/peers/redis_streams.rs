@@ -39,7 +39,7 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline};
 use tokio::task::JoinSet;
 
 use crate::cpu::Meter;
-use crate::redis_group::{create_group, drain, receive, Reader};
+use crate::redis_group::{create_group, drain, receive, Group, Reader};
 use crate::workload::{
     body, Finish, Measured, Params, Publish, Workload, W4_READ_MAX, W4_SEND_MAX,
 };
@@ -174,10 +174,15 @@ impl RedisSide {
         for _ in 0..p.w3_consumers {
             conns.push(self.conn().await?);
         }
+        let group = Group {
+            key: key.to_string(),
+            count: p.w3_batch,
+            xdel: p.redis_xdel,
+        };
         let phase = self.meter.start()?;
         let mut tasks = JoinSet::new();
         for (i, conn) in conns.into_iter().enumerate() {
-            let reader = Reader::new(conn, key, i, p.w3_batch, p.redis_xdel);
+            let reader = Reader::new(conn, &group, i);
             tasks.spawn(drain(reader));
         }
         let mut acked = 0;
@@ -199,13 +204,18 @@ impl RedisSide {
         let mut conn = self.conn().await?;
         create_group(&mut conn, key, "$").await?;
         let finish = Arc::new(Finish::default());
+        let group = Group {
+            key: key.to_string(),
+            count: W4_READ_MAX,
+            xdel: p.redis_xdel,
+        };
         let mut consumers = JoinSet::new();
         for i in 0..p.w4_consumers as usize {
-            let reader = Reader::new(self.conn().await?, key, i, W4_READ_MAX, p.redis_xdel);
+            let reader = Reader::new(self.conn().await?, &group, i);
             consumers.spawn(receive(reader, finish.clone()));
         }
         let phase = self.meter.start()?;
-        let produced = produce(&mut conn, key, p.size, &finish, (p.w4_rate, n)).await;
+        let produced = produce(&mut conn, key, p, &finish).await;
         finish.producer_done();
         if produced.is_ok() {
             finish.wait().await;
@@ -302,16 +312,16 @@ async fn join_publishers(
     Ok((stored, merged(parts)))
 }
 
-/// Sends events `0..n` at `rate` a second, those due together in one
+/// Sends W4's events on its schedule, those due together in one
 /// pipeline, each stamped with the time it was due.
 async fn produce(
     conn: &mut MultiplexedConnection,
     key: &str,
-    size: usize,
+    p: &Params,
     finish: &Finish,
-    (rate, n): (u64, u64),
 ) -> Result<(), PeerError> {
-    let schedule = Schedule::new(rate as f64);
+    let (n, size) = (p.w4_count(), p.size);
+    let schedule = Schedule::new(p.w4_rate as f64);
     let mut next = 0;
     while next < n {
         schedule.wait_for(next).await;
