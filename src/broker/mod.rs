@@ -47,6 +47,7 @@ mod produce;
 mod queue;
 mod reaper;
 pub mod record;
+mod replay;
 pub mod rules;
 mod state;
 mod subscription;
@@ -283,20 +284,7 @@ impl Broker {
         let first_serial = std::hash::RandomState::new().hash_one(clock.unix_ms()) >> 1;
         let mut state = State::new(options.limits.idempotency_window_ms, first_serial);
         let now = clock.unix_ms();
-        let mut records = 0u64;
-        for segment in wal.replay() {
-            let segment = segment?;
-            for item in segment.records() {
-                let (pos, body) = item?;
-                let record = record::decode(body).map_err(|source| BrokerError::BadRecord {
-                    segment: pos.segment,
-                    offset: pos.offset,
-                    source,
-                })?;
-                state.apply(&record, &pos, now);
-                records += 1;
-            }
-        }
+        let records = replay::replay(&wal, &mut state, now)?;
         // Totals count what happens from now on, not what was replayed.
         for queue in &mut state.queues {
             let stats = &mut queue.stats;
