@@ -92,6 +92,8 @@ pub enum ViewStatus {
 pub(crate) struct State {
     pub queues: Vec<Queue>,
     by_name: HashMap<Arc<str>, u32>,
+    /// The queue [`State::intern`] last named.
+    last_interned: u32,
     pub events: EventIndex,
     /// Last error of events whose last delivery failed with one. Like every
     /// map here that can grow large, a B-tree: it grows node by node, where
@@ -118,6 +120,7 @@ impl State {
         State {
             queues: Vec::new(),
             by_name: HashMap::new(),
+            last_interned: 0,
             events: EventIndex::default(),
             errors: BTreeMap::new(),
             leases: BTreeMap::new(),
@@ -137,7 +140,14 @@ impl State {
 
     /// The queue's index, creating the queue on first use.
     pub fn intern(&mut self, name: &str) -> u32 {
+        // Records of one queue come in runs: replay looks the name up once
+        // a run, not once a record.
+        let last = self.last_interned as usize;
+        if self.queues.get(last).is_some_and(|queue| &*queue.name == name) {
+            return self.last_interned;
+        }
         if let Some(q) = self.queue_id(name) {
+            self.last_interned = q;
             return q;
         }
         let name: Arc<str> = Arc::from(name);
