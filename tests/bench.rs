@@ -46,10 +46,24 @@ fn broker_counts(server: &Server, summary: &Value) -> Value {
     let queue = summary["queue"]
         .as_str()
         .expect("the summary names its queue");
+    queue_counts(server, queue)
+}
+
+/// The broker's counts of `queue`.
+fn queue_counts(server: &Server, queue: &str) -> Value {
     reqwest::blocking::get(format!("{}/api/queues/{queue}", server.base))
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.json())
         .expect("queue counts")
+}
+
+/// The broker's counts of each of the summary's `queues` queues, numbered
+/// after its `queue`.
+fn spread_counts(server: &Server, summary: &Value) -> Vec<Value> {
+    let base = summary["queue"].as_str().unwrap();
+    (0..u64_of(summary, "queues"))
+        .map(|i| queue_counts(server, &format!("{base}-{i}")))
+        .collect()
 }
 
 /// Every queue of the broker, from `GET /api/queues`.
@@ -135,6 +149,67 @@ fn consume_acks_every_prefilled_event_exactly_once() {
     assert_eq!(u64_of(&counts, "enqueued_total"), 3000);
     assert_eq!(u64_of(&counts, "acked_total"), 3000);
     assert_eq!(u64_of(&counts, "ready") + u64_of(&counts, "in_flight"), 0);
+}
+
+#[test]
+fn produce_and_consume_over_4_queues_deliver_every_event_and_leave_the_queues_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let args = [
+        "produce",
+        "--queues",
+        "4",
+        "--count",
+        "2002",
+        "--producers",
+        "8",
+    ];
+    let s = bench(&server, &args);
+    check_common(&s, "produce");
+    assert_eq!(u64_of(&s, "queues"), 4);
+    assert_eq!((u64_of(&s, "events"), u64_of(&s, "requests")), (2002, 2002));
+    let shares = [501, 501, 500, 500];
+    for (counts, share) in spread_counts(&server, &s).iter().zip(shares) {
+        assert_eq!(u64_of(counts, "enqueued_total"), share, "{counts}");
+        assert_eq!(u64_of(counts, "acked_total"), share, "emptied: {counts}");
+    }
+    no_leftovers(&server);
+
+    let args = [
+        "consume",
+        "--queues",
+        "4",
+        "--prefill",
+        "3001",
+        "--consumers",
+        "4",
+    ];
+    let s = bench(&server, &args);
+    check_common(&s, "consume");
+    assert_eq!(u64_of(&s, "queues"), 4);
+    assert_eq!((u64_of(&s, "acked"), u64_of(&s, "events")), (3001, 3001));
+    assert_eq!((u64_of(&s, "missing"), u64_of(&s, "duplicates")), (0, 0));
+    let shares = [751, 750, 750, 750];
+    for (counts, share) in spread_counts(&server, &s).iter().zip(shares) {
+        assert_eq!(u64_of(counts, "enqueued_total"), share, "{counts}");
+        assert_eq!(u64_of(counts, "acked_total"), share, "{counts}");
+    }
+    no_leftovers(&server);
+    assert_eq!(queues(&server).len(), 8, "4 queues a run, none other");
+
+    // Every queue needs a worker of its own.
+    let out = run_bench(
+        &server.base,
+        &["consume", "--queues", "4", "--consumers", "2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--queues 4 needs at least 4 --consumers"),
+        "{stderr}"
+    );
+    assert_eq!(queues(&server).len(), 8, "no load was sent");
 }
 
 #[test]
@@ -329,6 +404,20 @@ fn more_events_than_the_queue_may_hold_are_refused_before_any_load() {
         );
         assert!(stderr.starts_with(&expected), "{stderr}");
     }
+    // Over several queues the limit is of each queue's share.
+    let out = run_bench(
+        &server.base,
+        &["produce", "--queues", "2", "--count", "200001"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "event-broker bench: --count 200001 over 2 queues puts 100001 events in one, \
+             more than the broker's QUEUE_MAX_SIZE of 100000"
+        ),
+        "{stderr}"
+    );
     assert!(queues(&server).is_empty(), "no load was sent");
 }
 

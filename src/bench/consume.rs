@@ -1,5 +1,7 @@
 //! `bench consume`: fill a queue (untimed), then drain it with consumers
 //! that lease and ack, checking that every event comes back exactly once.
+//! With `--queues`, each queue is filled with its share of `--prefill`,
+//! drained by its own consumers and checked on its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,14 +15,15 @@ use super::consumer::{Consumer, Ledger};
 use super::phase::Phase;
 use super::producer::{closed_loop, Producer, Until};
 use super::report::{Detail, Measured, Report};
+use super::spread;
 use super::tally::Tally;
 use super::worker::{join_all, merged, Worker};
 use super::{BenchError, Common, Setup, PATIENCE};
 use crate::clock::monotonic_now;
 
-/// Producers and events per request of the prefill: few large batches fill
-/// a queue fastest.
-const PREFILL_PRODUCERS: u32 = 4;
+/// Producers (at least one a queue) and events per request of the prefill:
+/// few large batches fill a queue fastest.
+const PREFILL_PRODUCERS: usize = 4;
 const PREFILL_BATCH: u64 = 1000;
 
 /// How long consumers go on finding the queue empty while events are still
@@ -49,6 +52,11 @@ pub struct ConsumeArgs {
     /// QUEUE_MAX_SIZE, as the queue holds them all at once.
     #[arg(long, default_value_t = DEFAULT_PREFILL, value_parser = clap::value_parser!(u64).range(1..))]
     pub prefill: u64,
+    /// Queues drained in parallel: the consumers round-robin over
+    /// <queue>-0 .. <queue>-<N-1> when more than 1, each queue prefilled
+    /// with its share of --prefill.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queues: u32,
 }
 
 /// Half the default `QUEUE_MAX_SIZE`, so that a run with the defaults fits a
@@ -57,66 +65,72 @@ pub const DEFAULT_PREFILL: u64 = 50_000;
 
 /// Runs `bench consume`.
 pub async fn run(args: &ConsumeArgs, setup: &Setup) -> Result<Report, BenchError> {
+    spread::check_workers("--consumers", args.consumers, args.queues)?;
     let n = args.prefill;
-    setup.limits.check_fits("--prefill", n)?;
-    let prefill_seconds = prefill(setup, n).await?;
+    setup.limits.check_fits_each("--prefill", n, args.queues)?;
+    let queues = setup.queues(args.queues);
+    let shares = spread::shares(n, queues.len());
+    let prefill_seconds = prefill(setup, &queues, &shares).await?;
     eprintln!(
         "prefill: {n} events in {prefill_seconds:.2} s ({:.0} events/s)",
         n as f64 / prefill_seconds
     );
-    let ledger = Arc::new(Ledger::new(n));
     let tally = Arc::new(Tally::default());
     let mut consumers = Vec::new();
-    for _ in 0..args.consumers {
+    for j in 0..args.consumers as usize {
         let worker = Worker::connect(setup, tally.clone(), PATIENCE).await?;
-        consumers.push(Consumer::new(worker, &setup.queue, args.max));
+        let queue = &queues[spread::queue_of(j, queues.len())];
+        consumers.push(Consumer::new(worker, queue, args.max));
     }
+    let drained: Vec<Arc<Drained>> = shares.iter().map(|&n| Drained::new(n)).collect();
     let phase = Phase::start(&setup.target, vec![("acked", tally.clone())], false).await?;
-    let last_ack = Arc::new(LastAck::new());
-    let done = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    for consumer in consumers {
-        let drained = Drained {
-            ledger: ledger.clone(),
-            last_ack: last_ack.clone(),
-            done: done.clone(),
-            n,
-        };
-        tasks.spawn(drain(consumer, drained));
+    for (j, consumer) in consumers.into_iter().enumerate() {
+        let queue = &drained[spread::queue_of(j, queues.len())];
+        tasks.spawn(drain(consumer, queue.clone()));
     }
     let latency = merged(join_all(tasks, &setup.halt).await);
     let counts = tally.counts();
-    let end = phase.finish(&setup.queue, counts.events).await?;
-    let acked = ledger.acked();
+    let end = phase.finish(&queues, counts.events).await?;
+    let acked = drained.iter().map(|d| d.ledger.acked()).sum();
     let detail = Detail::Consume {
         prefill_seconds,
         acked,
         missing: n - acked,
-        duplicates: ledger.duplicates(),
+        duplicates: drained.iter().map(|d| d.ledger.duplicates()).sum(),
     };
     let measured = Measured {
         counts,
         latency: &latency,
         end: &end,
     };
-    Ok(Report::new("consume", &setup.queue, measured, detail))
+    Ok(Report::new(
+        "consume",
+        &setup.queue,
+        queues.len(),
+        measured,
+        detail,
+    ))
 }
 
-/// Enqueues events `0..n`; how long it took. Any failure ends the run: a
-/// drain of an incomplete queue would report missing events that were never
-/// sent. The run has no summary then, as its timed phase never began.
-async fn prefill(setup: &Setup, n: u64) -> Result<f64, BenchError> {
+/// Enqueues events `0..shares[q]` to each queue `q`; how long it took. Any
+/// failure ends the run: a drain of an incomplete queue would report
+/// missing events that were never sent. The run has no summary then, as its
+/// timed phase never began.
+async fn prefill(setup: &Setup, queues: &[String], shares: &[u64]) -> Result<f64, BenchError> {
     let batch = setup.limits.batch(PREFILL_BATCH);
     let tally = Arc::new(Tally::default());
     let mut tasks = JoinSet::new();
-    let next = Arc::new(AtomicU64::new(0));
+    let nexts: Vec<Arc<AtomicU64>> = queues.iter().map(|_| Arc::default()).collect();
     let start = monotonic_now();
-    for _ in 0..PREFILL_PRODUCERS {
+    for j in 0..PREFILL_PRODUCERS.max(queues.len()) {
         // Nothing drains the queue yet: a full queue stays full, so the
         // first 429 ends the run.
         let worker = Worker::connect(setup, tally.clone(), Duration::ZERO).await?;
-        let producer = Producer::new(worker, &setup.queue, setup.size, true);
-        tasks.spawn(closed_loop(producer, next.clone(), batch, Until::Count(n)));
+        let q = spread::queue_of(j, queues.len());
+        let producer = Producer::new(worker, &queues[q], setup.size, true);
+        let until = Until::Count(shares[q]);
+        tasks.spawn(closed_loop(producer, nexts[q].clone(), batch, until));
     }
     join_all(tasks, &setup.halt).await;
     if let Some(why) = setup.halt.take() {
@@ -157,21 +171,33 @@ impl LastAck {
     }
 }
 
-/// What the consumers of a run share to know when it is over.
+/// What the consumers of one queue share to know when it is drained.
 struct Drained {
-    ledger: Arc<Ledger>,
-    last_ack: Arc<LastAck>,
+    ledger: Ledger,
+    last_ack: LastAck,
     /// Cancelled once all `n` events are acked: ends the others' long polls.
     done: CancellationToken,
     n: u64,
 }
 
-/// Leases until all `n` events are acked, or nothing was acked for
-/// [`STALL`]; without waiting while there are events, with a long poll once
-/// the queue looks empty.
+impl Drained {
+    /// A queue prefilled with events `0..n`, none acked yet.
+    fn new(n: u64) -> Arc<Drained> {
+        Arc::new(Drained {
+            ledger: Ledger::new(n),
+            last_ack: LastAck::new(),
+            done: CancellationToken::new(),
+            n,
+        })
+    }
+}
+
+/// Leases until all `n` events of the consumer's queue are acked, or
+/// nothing was acked there for [`STALL`]; without waiting while there are
+/// events, with a long poll once the queue looks empty.
 async fn drain(
     mut consumer: Consumer,
-    run: Drained,
+    run: Arc<Drained>,
 ) -> Result<hdrhistogram::Histogram<u64>, BenchError> {
     let mut wait_ms = 0;
     while !consumer.halted() {

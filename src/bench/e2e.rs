@@ -130,7 +130,9 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
     }
     let e2e_latency = merged(join_all(consumers, &setup.halt).await);
     let sent = run.sent.counts();
-    let end = phase.finish(&setup.queue, sent.events).await?;
+    let end = phase
+        .finish(std::slice::from_ref(&setup.queue), sent.events)
+        .await?;
     let delivered = run.ledger.delivered();
     let detail = Detail::E2e {
         sent: sent.events,
@@ -149,7 +151,7 @@ pub async fn run(args: &E2eArgs, setup: &Setup) -> Result<Report, BenchError> {
         latency: &produce_latency,
         end: &end,
     };
-    Ok(Report::new("e2e", &setup.queue, measured, detail))
+    Ok(Report::new("e2e", &setup.queue, 1, measured, detail))
 }
 
 /// The events one producer connection sends: `first`, `first + stride`, ...

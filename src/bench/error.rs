@@ -76,6 +76,31 @@ pub enum BenchError {
         /// The broker's `QUEUE_MAX_SIZE`.
         max: u64,
     },
+    /// The same with the events spread over several queues: the largest
+    /// share of one queue is over the limit.
+    #[error("{flag} {asked} over {queues} queues puts {share} events in one, more than the broker's QUEUE_MAX_SIZE of {max}, and nothing consumes the queues before the run ends: lower {flag} or raise QUEUE_MAX_SIZE")]
+    OverQueueMaxEach {
+        /// The flag that asks for the events.
+        flag: &'static str,
+        /// How many it asks for in all.
+        asked: u64,
+        /// `--queues`.
+        queues: u32,
+        /// The largest share of one queue.
+        share: u64,
+        /// The broker's `QUEUE_MAX_SIZE`.
+        max: u64,
+    },
+    /// `--queues` is more than the workers that would load or drain them.
+    #[error("--queues {queues} needs at least {queues} {flag}, one for each queue; {workers} were asked for")]
+    FewerWorkersThanQueues {
+        /// The flag that sets the workers.
+        flag: &'static str,
+        /// How many it asks for.
+        workers: u32,
+        /// `--queues`.
+        queues: u32,
+    },
     /// Not one request of the run succeeded; the first few failures are
     /// printed as they happen.
     #[error("every request failed ({failed} in all; the first are shown above)")]

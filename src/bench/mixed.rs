@@ -1,6 +1,7 @@
-//! `bench mixed`: producers and consumers on one queue together for a
-//! while, the producers optionally held to a total rate; the broker's memory
-//! is read every second.
+//! `bench mixed`: producers and consumers on one queue (or, with
+//! `--queues`, each spread over several) together for a while, the
+//! producers optionally held to a total rate; the broker's memory is read
+//! every second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::phase::Phase;
 use super::producer::{self, closed_loop, Producer, Until};
 use super::report::{Detail, Measured, Percentiles, Report};
 use super::schedule::Schedule;
+use super::spread;
 use super::tally::Tally;
 use super::worker::{join_all, merged, Worker};
 use super::{BenchError, Common, Setup, PATIENCE};
@@ -48,17 +50,26 @@ pub struct MixedArgs {
     /// How long to run (e.g. 30s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Queues loaded in parallel: producers and consumers each round-robin
+    /// over <queue>-0 .. <queue>-<N-1> when more than 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queues: u32,
 }
 
 /// Runs `bench mixed`.
 pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> {
+    spread::check_workers("--producers", args.producers, args.queues)?;
+    spread::check_workers("--consumers", args.consumers, args.queues)?;
+    let queues = setup.queues(args.queues);
     let (produced, consumed) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
+    let array = args.batch > 1;
     let producers =
-        producer::connect(setup, &produced, args.producers.into(), args.batch > 1).await?;
+        producer::connect_over(setup, &queues, &produced, args.producers.into(), array).await?;
     let mut consumers = Vec::new();
-    for _ in 0..args.consumers {
+    for j in 0..args.consumers as usize {
         let worker = Worker::connect(setup, consumed.clone(), PATIENCE).await?;
-        consumers.push(Consumer::new(worker, &setup.queue, args.max));
+        let queue = &queues[spread::queue_of(j, queues.len())];
+        consumers.push(Consumer::new(worker, queue, args.max));
     }
     let sides = vec![
         ("produced", produced.clone()),
@@ -90,7 +101,7 @@ pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> 
     let produce_latency = merged(join_all(producing, &setup.halt).await);
     let consume_latency = merged(join_all(consuming, &setup.halt).await);
     let (p, c) = (produced.counts(), consumed.counts());
-    let end = phase.finish(&setup.queue, p.events).await?;
+    let end = phase.finish(&queues, p.events).await?;
     let detail = Detail::Mixed {
         produced: p.events,
         consumed: c.events,
@@ -104,7 +115,13 @@ pub async fn run(args: &MixedArgs, setup: &Setup) -> Result<Report, BenchError> 
         latency: &produce_latency,
         end: &end,
     };
-    Ok(Report::new("mixed", &setup.queue, measured, detail))
+    Ok(Report::new(
+        "mixed",
+        &setup.queue,
+        queues.len(),
+        measured,
+        detail,
+    ))
 }
 
 /// Sends requests of `batch` events at `rate` events per second on an

@@ -14,6 +14,9 @@
 //! - `mixed`: producers and consumers together for a while, the producers
 //!   optionally capped to a total rate.
 //!
+//! `produce`, `consume` and `mixed` take `--queues N`: their workers are
+//! spread round-robin over N queues loaded in parallel ([`spread`]).
+//!
 //! A run first asks the broker for its status and the queue ([`preflight`]):
 //! a `--url` that names no broker, a refused queue name, or more events than
 //! `QUEUE_MAX_SIZE` lets a queue hold with nothing draining it stop the run
@@ -29,7 +32,7 @@
 //! phase ([`phase`]). The summary goes to stdout, a table or one JSON object
 //! ([`report`] lists the keys), whenever the timed phase began, even if the
 //! run ended early; progress goes to stderr once a second. At the end, the
-//! events left in a queue the run named itself are acked ([`cleanup`]).
+//! events left in the queues the run named itself are acked ([`cleanup`]).
 
 pub mod bitset;
 pub mod cleanup;
@@ -48,6 +51,7 @@ pub mod producer;
 pub mod report;
 pub mod schedule;
 pub mod scrape;
+pub mod spread;
 pub mod tally;
 pub mod worker;
 
@@ -122,7 +126,8 @@ pub struct Setup {
     pub target: Target,
     /// The broker's limits, as far as it shows them.
     pub limits: Limits,
-    /// The queue of the run.
+    /// The queue of the run; with `--queues` above 1, the name the run's
+    /// queues are numbered after ([`spread::names`]).
     pub queue: String,
     /// Whether the run named the queue itself (and so empties it at the end).
     pub own_queue: bool,
@@ -132,15 +137,22 @@ pub struct Setup {
     pub halt: Arc<Halt>,
 }
 
+impl Setup {
+    /// The `n` queues of the run.
+    pub fn queues(&self, n: u32) -> Vec<String> {
+        spread::names(&self.queue, n)
+    }
+}
+
 impl Common {
-    async fn setup(&self, workload: &str) -> Result<Setup, BenchError> {
+    async fn setup(&self, workload: &str, queues: u32) -> Result<Setup, BenchError> {
         let target = Target::new(&self.url, self.token.as_ref())?;
         let queue = self
             .queue
             .clone()
             .unwrap_or_else(|| format!("bench-{workload}-{}", SystemClock.unix_ms()));
         Ok(Setup {
-            limits: preflight::check(&target, &queue).await?,
+            limits: preflight::check_all(&target, &spread::names(&queue, queues)).await?,
             target,
             queue,
             own_queue: self.queue.is_none(),
@@ -157,6 +169,16 @@ impl Workload {
             Workload::Consume(a) => &a.common,
             Workload::E2e(a) => &a.common,
             Workload::Mixed(a) => &a.common,
+        }
+    }
+
+    /// `--queues`, where the workload has it.
+    fn queues(&self) -> u32 {
+        match self {
+            Workload::Produce(a) => a.queues,
+            Workload::Consume(a) => a.queues,
+            Workload::E2e(_) => 1,
+            Workload::Mixed(a) => a.queues,
         }
     }
 
@@ -184,7 +206,7 @@ impl Workload {
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Runs the workload on a runtime of its own, prints the summary, empties
-/// the run's queue, and fails when the run ended early, every request
+/// the run's queues, and fails when the run ended early, every request
 /// failed, or events went missing.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let common = args.workload.common().clone();
@@ -194,7 +216,8 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         .build()
         .map_err(BenchError::Runtime)?;
     let result = runtime.block_on(async {
-        let setup = common.setup(args.workload.name()).await?;
+        let queues = args.workload.queues();
+        let setup = common.setup(args.workload.name(), queues).await?;
         tokio::spawn(stop_on_ctrl_c(setup.halt.clone()));
         let report = args.workload.run(&setup).await;
         if let Ok(report) = &report {
@@ -203,7 +226,13 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 .map_err(BenchError::Output)?;
         }
         if setup.own_queue && !common.keep {
-            clean_up(&setup).await;
+            for queue in setup.queues(queues) {
+                clean_up(&Setup {
+                    queue,
+                    ..setup.clone()
+                })
+                .await;
+            }
         }
         let report = report?;
         match setup.halt.take() {

@@ -40,7 +40,7 @@ pub struct PhaseEnd {
     pub rss_bytes: Option<u64>,
     /// The highest resident memory read during the phase.
     pub max_rss_bytes: Option<u64>,
-    /// Events of the queue neither acked nor dead at the end.
+    /// Events of the run's queues neither acked nor dead at the end.
     pub depth: Option<u64>,
 }
 
@@ -71,9 +71,9 @@ impl Phase {
         })
     }
 
-    /// Stops the clock and reads the broker's figures; `events` is what the
-    /// CPU time is divided by.
-    pub async fn finish(mut self, queue: &str, events: u64) -> Result<PhaseEnd, BenchError> {
+    /// Stops the clock and reads the broker's figures, the depth summed over
+    /// `queues`; `events` is what the CPU time is divided by.
+    pub async fn finish(mut self, queues: &[String], events: u64) -> Result<PhaseEnd, BenchError> {
         let seconds = (monotonic_now() - self.start).as_secs_f64();
         self.stop.cancel();
         let progress_max = self.progress.await?;
@@ -86,13 +86,18 @@ impl Phase {
             .filter(|_| events > 0)
             .map(|cpu| cpu / events as f64 * 1e6);
         let rss_bytes = after.map(|a| a.rss_bytes);
+        let mut depth = Some(0);
+        for queue in queues {
+            let of_queue = self.scraper.depth(queue).await;
+            depth = depth.zip(of_queue).map(|(sum, d)| sum + d);
+        }
         Ok(PhaseEnd {
             seconds,
             cpu_seconds,
             cpu_s_per_million,
             rss_bytes,
             max_rss_bytes: progress_max.max(rss_bytes),
-            depth: self.scraper.depth(queue).await,
+            depth,
         })
     }
 }

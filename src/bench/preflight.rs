@@ -29,10 +29,39 @@ impl Limits {
             _ => Ok(()),
         }
     }
+
+    /// Refuses `asked` events spread over `queues` queues when one queue's
+    /// share is more than it may hold ([`super::spread::shares`]).
+    pub fn check_fits_each(
+        &self,
+        flag: &'static str,
+        asked: u64,
+        queues: u32,
+    ) -> Result<(), BenchError> {
+        if queues <= 1 {
+            return self.check_fits(flag, asked);
+        }
+        let share = asked.div_ceil(u64::from(queues));
+        match self.queue_max_size {
+            Some(max) if share > max => Err(BenchError::OverQueueMaxEach {
+                flag,
+                asked,
+                queues,
+                share,
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Asks the broker for its status and for the run's queue.
 pub async fn check(target: &Target, queue: &str) -> Result<Limits, BenchError> {
+    check_all(target, std::slice::from_ref(&queue)).await
+}
+
+/// Asks the broker for its status and for each of the run's queues.
+pub async fn check_all(target: &Target, queues: &[impl AsRef<str>]) -> Result<Limits, BenchError> {
     let mut conn = Conn::open(target).await?;
     let path = "/api/status";
     let status = conn.get(path).await?;
@@ -49,17 +78,23 @@ pub async fn check(target: &Target, queue: &str) -> Result<Limits, BenchError> {
         queue_max_size: setting("QUEUE_MAX_SIZE"),
         max_batch: setting("MAX_BATCH"),
     };
-    let path = format!("/api/queues/{}", path_segment(queue));
-    let answer = conn.get(&path).await?;
-    match answer.status.as_u16() {
-        // The queue exists, or comes into being with the run's first event.
-        200 | 404 => Ok(limits),
-        400 => Err(BenchError::Queue {
-            queue: queue.to_string(),
-            body: String::from_utf8_lossy(&answer.body).into_owned(),
-        }),
-        _ => Err(not_a_broker(target, &path, &answer)),
+    for queue in queues {
+        let queue = queue.as_ref();
+        let path = format!("/api/queues/{}", path_segment(queue));
+        let answer = conn.get(&path).await?;
+        match answer.status.as_u16() {
+            // The queue exists, or comes into being with the run's first event.
+            200 | 404 => {}
+            400 => {
+                return Err(BenchError::Queue {
+                    queue: queue.to_string(),
+                    body: String::from_utf8_lossy(&answer.body).into_owned(),
+                })
+            }
+            _ => return Err(not_a_broker(target, &path, &answer)),
+        }
     }
+    Ok(limits)
 }
 
 fn not_a_broker(target: &Target, path: &str, answer: &Answer) -> BenchError {
@@ -111,6 +146,15 @@ mod tests {
              the queue before the run ends: lower --count or raise QUEUE_MAX_SIZE"
         );
         assert_eq!((limits.batch(1000), limits.batch(4)), (10, 4));
+        assert!(limits.check_fits_each("--count", 400, 4).is_ok());
+        assert!(limits.check_fits_each("--count", 101, 1).is_err());
+        let err = limits.check_fits_each("--prefill", 401, 4).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--prefill 401 over 4 queues puts 101 events in one, more than the broker's \
+             QUEUE_MAX_SIZE of 100, and nothing consumes the queues before the run ends: \
+             lower --prefill or raise QUEUE_MAX_SIZE"
+        );
         let unknown = Limits::default();
         assert!(unknown.check_fits("--prefill", u64::MAX).is_ok());
         assert_eq!(unknown.batch(1000), 1000);

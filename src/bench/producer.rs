@@ -8,6 +8,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::payload::{events_body, Enqueued, EnqueuedBatch, Stamp};
+use super::spread;
 use super::tally::Tally;
 use super::worker::Worker;
 use super::{BenchError, Setup, PATIENCE};
@@ -88,10 +89,30 @@ pub async fn connect(
     count: u64,
     array: bool,
 ) -> Result<Vec<Producer>, BenchError> {
+    connect_over(
+        setup,
+        std::slice::from_ref(&setup.queue),
+        tally,
+        count,
+        array,
+    )
+    .await
+}
+
+/// The same spread over `queues`: producer `j` enqueues to the queue
+/// [`spread::queue_of`] `j`.
+pub async fn connect_over(
+    setup: &Setup,
+    queues: &[String],
+    tally: &Arc<Tally>,
+    count: u64,
+    array: bool,
+) -> Result<Vec<Producer>, BenchError> {
     let mut producers = Vec::new();
-    for _ in 0..count {
+    for j in 0..count as usize {
         let worker = Worker::connect(setup, tally.clone(), PATIENCE).await?;
-        producers.push(Producer::new(worker, &setup.queue, setup.size, array));
+        let queue = &queues[spread::queue_of(j, queues.len())];
+        producers.push(Producer::new(worker, queue, setup.size, array));
     }
     Ok(producers)
 }

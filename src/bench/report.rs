@@ -2,7 +2,7 @@
 //!
 //! JSON keys (stable; new keys may be added, none renamed):
 //!
-//! - every workload: `workload`, `queue`, `events`, `requests`, `errors`,
+//! - every workload: `workload`, `queue`, `queues`, `events`, `requests`, `errors`,
 //!   `throttled`, `seconds`, `events_per_sec`, `requests_per_sec`,
 //!   `latency_ms` (`p50`, `p90`, `p99`, `p999`, `max`),
 //!   `broker_cpu_s_per_million`, `broker_cpu_seconds`, `broker_rss_bytes`
@@ -61,8 +61,11 @@ impl Percentiles {
 pub struct Report {
     /// `produce`, `consume`, `e2e` or `mixed`.
     pub workload: &'static str,
-    /// The queue the run used.
+    /// The queue the run used; with `queues` above 1, the name its queues
+    /// `<queue>-0` .. `<queue>-<queues - 1>` are numbered after.
     pub queue: String,
+    /// How many queues the run loaded in parallel.
+    pub queues: usize,
     /// Events stored (produce, mixed), acked (consume) or received (e2e).
     pub events: u64,
     /// Requests answered 2xx; `latency_ms` is theirs.
@@ -158,11 +161,19 @@ pub struct Measured<'a> {
 }
 
 impl Report {
-    /// The summary of a run of `workload` on `queue`.
-    pub fn new(workload: &'static str, queue: &str, m: Measured<'_>, detail: Detail) -> Report {
+    /// The summary of a run of `workload` on `queues` queues named after
+    /// `queue`.
+    pub fn new(
+        workload: &'static str,
+        queue: &str,
+        queues: usize,
+        m: Measured<'_>,
+        detail: Detail,
+    ) -> Report {
         Report {
             workload,
             queue: queue.to_string(),
+            queues,
             events: m.counts.events,
             requests: m.counts.requests,
             errors: m.counts.errors,
@@ -203,7 +214,8 @@ impl Report {
     fn rows(&self) -> Vec<(&'static str, String)> {
         let mut rows = vec![
             ("workload", self.workload.to_string()),
-            ("queue", self.queue.clone()),
+            ("queue", self.queue_names()),
+            ("queues", self.queues.to_string()),
             ("duration", format!("{:.2} s", self.seconds)),
             ("events", self.events.to_string()),
             ("events/s", format!("{:.0}", self.events_per_sec)),
@@ -223,6 +235,13 @@ impl Report {
         rows.push(("broker CPU s/M events", cpu));
         rows.push(("broker RSS", or_na(self.broker_rss_bytes, mib)));
         rows
+    }
+
+    fn queue_names(&self) -> String {
+        match self.queues {
+            0 | 1 => self.queue.clone(),
+            n => format!("{0}-0 .. {0}-{1}", self.queue, n - 1),
+        }
     }
 
     fn detail_rows(&self) -> Vec<(&'static str, String)> {
@@ -279,6 +298,7 @@ mod tests {
         Report {
             workload: "produce",
             queue: "q".into(),
+            queues: 1,
             events: 10,
             requests: 10,
             errors: 0,
@@ -324,5 +344,28 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("broker CPU s/M events   n/a"), "{text}");
         assert!(text.contains("broker RSS              1.0 MiB"), "{text}");
+        assert!(text.contains("queue                   q\n"), "{text}");
+        assert!(text.contains("queues                  1\n"), "{text}");
+    }
+
+    #[test]
+    fn a_run_over_several_queues_names_them_and_shows_their_count() {
+        let mut spread = report(Detail::Produce {});
+        spread.queues = 4;
+        let mut out = Vec::new();
+        spread.write(&mut out, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("queue                   q-0 .. q-3\n"),
+            "{text}"
+        );
+        assert!(text.contains("queues                  4\n"), "{text}");
+        let mut out = Vec::new();
+        spread.write(&mut out, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (v["queue"].as_str(), v["queues"].as_u64()),
+            (Some("q"), Some(4))
+        );
     }
 }
