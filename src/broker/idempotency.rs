@@ -1,24 +1,28 @@
 //! Idempotency keys: within the window after an enqueue, the same key on the
 //! same queue names the same event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::BTreeMap;
+
+use super::chunked::ChunkedDeque;
 
 #[derive(Debug)]
 pub(crate) struct Idempotency {
     window_ms: u64,
     /// queue → key → (event id, expiry in Unix ms); nested so that a
-    /// lookup by `&str` needs no allocation.
-    keys: HashMap<u32, HashMap<Box<str>, (u64, u64)>>,
+    /// lookup by `&str` needs no allocation. B-trees and a chunked queue,
+    /// which grow a node or a chunk at a time: a hash map or a `VecDeque`
+    /// of millions of keys would copy itself whole, with the state locked.
+    keys: BTreeMap<u32, BTreeMap<Box<str>, (u64, u64)>>,
     /// Keys in the order they were added, to expire them without a scan.
-    order: VecDeque<(u64, u32, Box<str>)>,
+    order: ChunkedDeque<(u64, u32, Box<str>)>,
 }
 
 impl Idempotency {
     pub fn new(window_ms: u64) -> Self {
         Idempotency {
             window_ms,
-            keys: HashMap::new(),
-            order: VecDeque::new(),
+            keys: BTreeMap::new(),
+            order: ChunkedDeque::default(),
         }
     }
 
@@ -64,7 +68,7 @@ impl Idempotency {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.keys.values().map(HashMap::len).sum()
+        self.keys.values().map(BTreeMap::len).sum()
     }
 }
 

@@ -31,6 +31,7 @@
 
 pub mod address;
 mod backoff;
+mod chunked;
 mod cleanup;
 mod consume;
 mod dead_log;

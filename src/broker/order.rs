@@ -4,39 +4,33 @@
 //!
 //! Keys nearly always arrive in order: events become ready as they are
 //! enqueued, by (time, id), and leases of one length expire in the order
-//! they were given. Those go to the back of a run, a deque kept in chunks
-//! of fixed size, so pushing and popping are a few instructions and growing
-//! allocates one chunk, where a heap's one array is copied whole each time
-//! it doubles: at ten million events that copy held the state lock for tens
-//! of milliseconds. The few keys that arrive out of order (a retry, an
+//! they were given. Those go to the back of a run, a [`ChunkedDeque`], so
+//! pushing and popping are a few instructions and growing allocates one
+//! chunk, where a heap's one array is copied whole each time it doubles: at
+//! ten million events that copy held the state lock for tens of
+//! milliseconds. The few keys that arrive out of order (a retry, an
 //! extended lease, a clock set back) go to a small heap beside it, and a pop
 //! takes the smaller of the two fronts.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
-/// Keys per chunk of the run.
-const CHUNK: usize = 4096;
+use super::chunked::ChunkedDeque;
 
 /// Keys smallest first.
 #[derive(Debug)]
 pub(crate) struct Order<K: Ord + Copy> {
-    /// Keys in order, in full chunks but for the first and last.
-    run: VecDeque<Vec<Reverse<K>>>,
-    /// Where the first chunk's keys start: popped keys stay until it empties.
-    head: usize,
+    /// Keys in order.
+    run: ChunkedDeque<Reverse<K>>,
     /// Keys that came out of order.
     out_of_order: BinaryHeap<Reverse<K>>,
-    len: usize,
 }
 
 impl<K: Ord + Copy> Default for Order<K> {
     fn default() -> Self {
         Order {
-            run: VecDeque::new(),
-            head: 0,
+            run: ChunkedDeque::default(),
             out_of_order: BinaryHeap::new(),
-            len: 0,
         }
     }
 }
@@ -47,36 +41,20 @@ impl<K: Ord + Copy> Order<K> {
     }
 
     pub fn len(&self) -> usize {
-        self.len
-    }
-
-    fn run_front(&self) -> Option<&Reverse<K>> {
-        self.run.front().and_then(|c| c.get(self.head))
-    }
-
-    fn run_back(&self) -> Option<&Reverse<K>> {
-        self.run.back().and_then(|c| c.last())
+        self.run.len() + self.out_of_order.len()
     }
 
     pub fn push(&mut self, key: Reverse<K>) {
-        self.len += 1;
-        if self.run_back().is_some_and(|back| back.0 > key.0) {
+        if self.run.back().is_some_and(|back| back.0 > key.0) {
             self.out_of_order.push(key);
-            return;
-        }
-        match self.run.back_mut() {
-            Some(chunk) if chunk.len() < CHUNK => chunk.push(key),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(key);
-                self.run.push_back(chunk);
-            }
+        } else {
+            self.run.push_back(key);
         }
     }
 
     /// Whether the smallest key is the run's (else the heap's).
     fn front_is_run(&self) -> Option<bool> {
-        match (self.run_front(), self.out_of_order.peek()) {
+        match (self.run.front(), self.out_of_order.peek()) {
             (Some(a), Some(b)) => Some(a.0 <= b.0),
             (Some(_), None) => Some(true),
             (None, Some(_)) => Some(false),
@@ -86,47 +64,24 @@ impl<K: Ord + Copy> Order<K> {
 
     pub fn peek(&self) -> Option<&Reverse<K>> {
         if self.front_is_run()? {
-            self.run_front()
+            self.run.front()
         } else {
             self.out_of_order.peek()
         }
     }
 
     pub fn pop(&mut self) -> Option<Reverse<K>> {
-        if !self.front_is_run()? {
-            self.len -= 1;
-            return self.out_of_order.pop();
+        if self.front_is_run()? {
+            self.run.pop_front()
+        } else {
+            self.out_of_order.pop()
         }
-        let key = *self.run_front()?;
-        self.len -= 1;
-        self.head += 1;
-        if self.run.front().is_some_and(|c| self.head == c.len()) {
-            self.run.pop_front();
-            self.head = 0;
-        }
-        Some(key)
     }
 
     /// Keeps only the keys `keep` accepts; their order stays.
     pub fn retain(&mut self, mut keep: impl FnMut(&Reverse<K>) -> bool) {
-        let mut kept: VecDeque<Vec<Reverse<K>>> = VecDeque::new();
-        let head = std::mem::take(&mut self.head);
-        for (i, chunk) in std::mem::take(&mut self.run).into_iter().enumerate() {
-            let from = if i == 0 { head } else { 0 };
-            for key in chunk.into_iter().skip(from).filter(&mut keep) {
-                match kept.back_mut() {
-                    Some(c) if c.len() < CHUNK => c.push(key),
-                    _ => {
-                        let mut c = Vec::with_capacity(CHUNK);
-                        c.push(key);
-                        kept.push_back(c);
-                    }
-                }
-            }
-        }
-        self.run = kept;
+        self.run.retain(&mut keep);
         self.out_of_order.retain(&mut keep);
-        self.len = self.run.iter().map(Vec::len).sum::<usize>() + self.out_of_order.len();
     }
 
     /// Gives back the room of an out-of-order heap that shrank to under a
@@ -136,9 +91,7 @@ impl<K: Ord + Copy> Order<K> {
         if h.capacity() > above && h.capacity() > 4 * h.len() {
             h.shrink_to(2 * h.len());
         }
-        if self.run.capacity() > above && self.run.capacity() > 4 * self.run.len() {
-            self.run.shrink_to(2 * self.run.len());
-        }
+        self.run.shrink(above);
     }
 
     /// Room held for keys in the out-of-order heap.
@@ -201,14 +154,12 @@ mod tests {
     #[test]
     fn keys_in_order_never_touch_the_heap() {
         let mut order = Order::new();
-        for k in 0..3 * CHUNK as u64 {
+        for k in 0..20_000u64 {
             order.push(Reverse(k));
         }
         assert_eq!(order.heap_capacity(), 0);
-        assert_eq!(order.run.len(), 3);
-        for k in 0..CHUNK as u64 + 1 {
+        for k in 0..20_000u64 {
             assert_eq!(order.pop(), Some(Reverse(k)));
         }
-        assert_eq!(order.run.len(), 2, "an emptied chunk is freed");
     }
 }
