@@ -277,7 +277,6 @@ type Finish<T> =
 impl Broker {
     /// Opens the log in `options.wal.data_dir` and rebuilds every queue from it.
     pub fn open(options: BrokerOptions) -> Result<(Broker, OpenReport), BrokerError> {
-        let (wal, wal_report) = Wal::open(options.wal)?;
         let clock = options.clock;
         // Serials start at a random point of 2^63 each run, so a receipt of an
         // earlier run does not name a lease of this one, even when the clock
@@ -285,7 +284,7 @@ impl Broker {
         let first_serial = std::hash::RandomState::new().hash_one(clock.unix_ms()) >> 1;
         let mut state = State::new(options.limits.idempotency_window_ms, first_serial);
         let now = clock.unix_ms();
-        let records = replay::replay(&wal, &mut state, now)?;
+        let (wal, wal_report, records) = replay::open(options.wal, &mut state, now)?;
         // Totals count what happens from now on, not what was replayed.
         for queue in &mut state.queues {
             let stats = &mut queue.stats;

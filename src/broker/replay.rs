@@ -1,18 +1,24 @@
-//! Replay at open: every record of the log applied to a fresh state.
+//! Opening: the log recovered and every record of it applied to a fresh
+//! state, the three at once.
 //!
-//! Walking and decoding the frames is about half the work and applying them
-//! the other half, so with a second core one thread decodes while the
-//! opening thread applies, in log order, chunk by chunk. Records borrow from
-//! the mapped segments, which are all mapped for the length of the replay:
-//! a mapping costs address space, not memory, and the pages it reads are
-//! the page cache's. Without a second thread the opening one does both.
+//! Recovery checks the segments, reading every byte, and hands each one
+//! over in log order once it and all before it passed
+//! ([`Wal::open_replaying`]). A decoding thread walks its frames, and the
+//! opening thread applies what it decoded, in log order, chunk by chunk.
+//! So a start with the log out of the page cache reads it about once, and
+//! a start with it in the cache keeps both cores busy. An enqueue, the bulk
+//! of any log, crosses between the threads without its payload, which the
+//! state does not keep; other records cross as their bytes and are decoded
+//! again where they are applied. Without the threads, the opening thread
+//! opens the log and then replays it alone.
 
-use std::sync::mpsc;
+use std::borrow::Cow;
+use std::sync::{mpsc, Arc};
 
-use super::record::{self, Record};
+use super::record::{self, Record, Stored};
 use super::state::State;
 use super::BrokerError;
-use crate::wal::{Position, ReplaySegment, Wal};
+use crate::wal::{Position, RecoveryReport, ReplaySegment, Wal, WalError, WalOptions};
 
 /// Records handed from the decoding thread to the applying one at a time.
 const CHUNK: usize = 1024;
@@ -20,85 +26,217 @@ const CHUNK: usize = 1024;
 /// Chunks decoded ahead of the one being applied.
 const AHEAD: usize = 8;
 
-type Chunk<'a> = Vec<(Position, Record<'a>)>;
-
-/// Applies every record of `wal` to `state`; the number of records.
-pub(super) fn replay(wal: &Wal, state: &mut State, now: u64) -> Result<u64, BrokerError> {
-    let segments = wal.replay().collect::<Result<Vec<_>, _>>()?;
-    let mut records = 0u64;
-    let mut apply = |chunk: Chunk<'_>| {
-        records += chunk.len() as u64;
-        for (pos, record) in &chunk {
-            state.apply(record, pos, now);
-        }
-    };
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Result<Chunk<'_>, BrokerError>>(AHEAD);
-        let segments = &segments;
-        let decoder = std::thread::Builder::new()
-            .name("replay-decode".into())
-            .spawn_scoped(scope, move || {
-                decode(segments, |chunk| tx.send(chunk).is_ok());
-            });
-        match decoder {
-            Ok(_) => {
-                for chunk in rx {
-                    apply(chunk?);
-                }
-                Ok(())
-            }
-            Err(_) => {
-                let mut failed = None;
-                decode(segments, |chunk| match chunk {
-                    Ok(chunk) => {
-                        apply(chunk);
-                        true
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                });
-                failed.map_or(Ok(()), Err)
-            }
-        }
-    })?;
-    Ok(records)
+/// A decoded record on its way to be applied.
+enum Item {
+    /// An enqueue, without its headers and payload.
+    Enqueue {
+        pos: Position,
+        id: u64,
+        queue: Arc<str>,
+        enqueued_at: u64,
+        visible_at: u64,
+        key: Option<Box<str>>,
+    },
+    /// Any other record, as its bytes.
+    Other { pos: Position, body: Box<[u8]> },
 }
 
-/// Decodes the records of `segments` in order, in chunks, into `sink`
-/// until it says to stop; a record that cannot be decoded is the last thing
-/// it is given.
-fn decode<'a>(
-    segments: &'a [ReplaySegment],
-    mut sink: impl FnMut(Result<Chunk<'a>, BrokerError>) -> bool,
-) {
-    let mut chunk = Vec::with_capacity(CHUNK);
-    for segment in segments {
-        for item in segment.records() {
-            let decoded = item.map_err(BrokerError::from).and_then(|(pos, body)| {
-                let record = record::decode(body).map_err(|source| BrokerError::BadRecord {
+type Chunk = Vec<Item>;
+
+/// Opens the log and applies every record of it to `state`: the log, what
+/// its recovery found, and the number of records.
+pub(super) fn open(
+    options: WalOptions,
+    state: &mut State,
+    now: u64,
+) -> Result<(Wal, RecoveryReport, u64), BrokerError> {
+    let threaded = std::thread::scope(|scope| {
+        let (segments_tx, segments_rx) = mpsc::channel::<Result<ReplaySegment, WalError>>();
+        let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Result<Chunk, BrokerError>>(AHEAD);
+        std::thread::Builder::new()
+            .name("replay-decode".into())
+            .spawn_scoped(scope, move || {
+                let mut decoder = Decoder::default();
+                let mut send = |chunk| chunks_tx.send(chunk).is_ok();
+                for segment in segments_rx {
+                    let going = match segment {
+                        Ok(segment) => decoder.segment(&segment, &mut send),
+                        Err(e) => {
+                            send(Err(e.into()));
+                            false
+                        }
+                    };
+                    if !going {
+                        return;
+                    }
+                }
+                decoder.flush(send);
+            })
+            .ok()?;
+        let wal_options = options.clone();
+        let opener = std::thread::Builder::new()
+            .name("wal-open".into())
+            .spawn_scoped(scope, move || {
+                Wal::open_replaying(wal_options, &mut |segment| {
+                    // Nobody takes it only once replay failed.
+                    let _ = segments_tx.send(segment);
+                })
+            })
+            .ok()?;
+        let mut records = 0u64;
+        let mut applied = Ok(());
+        for chunk in chunks_rx {
+            match chunk.and_then(|chunk| apply(state, chunk, now)) {
+                Ok(n) => records += n,
+                Err(e) => {
+                    applied = Err(e);
+                    break;
+                }
+            }
+        }
+        let opened = opener.join().expect("the log's open panicked");
+        Some(match (opened, applied) {
+            (Err(e), _) => Err(e.into()),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok((wal, report)), Ok(())) => Ok((wal, report, records)),
+        })
+    });
+    // A thread that could not be started touched nothing of the log.
+    threaded.unwrap_or_else(|| alone(options, state, now))
+}
+
+/// Opens the log and replays it on this thread only.
+fn alone(
+    options: WalOptions,
+    state: &mut State,
+    now: u64,
+) -> Result<(Wal, RecoveryReport, u64), BrokerError> {
+    let (wal, report) = Wal::open(options)?;
+    let mut decoder = Decoder::default();
+    let mut chunks = Vec::new();
+    let mut records = 0;
+    for segment in wal.replay() {
+        decoder.segment(&segment?, |chunk| {
+            chunks.push(chunk);
+            true
+        });
+        decoder.flush(|chunk| {
+            chunks.push(chunk);
+            true
+        });
+        for chunk in chunks.drain(..) {
+            records += apply(state, chunk?, now)?;
+        }
+    }
+    Ok((wal, report, records))
+}
+
+/// Applies a chunk; how many records it held.
+fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> {
+    let records = chunk.len() as u64;
+    for item in chunk {
+        match item {
+            Item::Enqueue {
+                pos,
+                id,
+                queue,
+                enqueued_at,
+                visible_at,
+                key,
+            } => {
+                let record = Record::Enqueue(Stored {
+                    id,
+                    queue: Cow::Borrowed(&queue),
+                    enqueued_at,
+                    visible_at,
+                    idempotency_key: key.as_deref().map(Cow::Borrowed),
+                    headers: Cow::Borrowed(&[]),
+                    payload: Cow::Borrowed(&[]),
+                });
+                state.apply(&record, &pos, now);
+            }
+            Item::Other { pos, body } => {
+                let record = record::decode(&body).map_err(|source| BrokerError::BadRecord {
                     segment: pos.segment,
                     offset: pos.offset,
                     source,
                 })?;
-                Ok((pos, record))
-            });
-            match decoded {
-                Ok(done) => chunk.push(done),
-                Err(e) => {
-                    sink(Err(e));
-                    return;
-                }
-            }
-            if chunk.len() == CHUNK
-                && !sink(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
-            {
-                return;
+                state.apply(&record, &pos, now);
             }
         }
     }
-    if !chunk.is_empty() {
-        sink(Ok(chunk));
+    Ok(records)
+}
+
+/// Decodes segments into chunks.
+#[derive(Default)]
+struct Decoder {
+    chunk: Chunk,
+    /// The queue of the enqueue decoded last: one allocation a run of them.
+    queue: Option<Arc<str>>,
+}
+
+impl Decoder {
+    /// Decodes a segment's records into `sink`, a chunk at a time, until it
+    /// says to stop or a record cannot be decoded, which is the last thing
+    /// it is given; whether to go on.
+    fn segment(
+        &mut self,
+        segment: &ReplaySegment,
+        mut sink: impl FnMut(Result<Chunk, BrokerError>) -> bool,
+    ) -> bool {
+        for item in segment.records() {
+            match item
+                .map_err(BrokerError::from)
+                .and_then(|(pos, body)| self.item(pos, body))
+            {
+                Ok(item) => self.chunk.push(item),
+                Err(e) => {
+                    sink(Err(e));
+                    return false;
+                }
+            }
+            if self.chunk.len() == CHUNK && !sink(Ok(self.take())) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Hands over what is left.
+    fn flush(&mut self, mut sink: impl FnMut(Result<Chunk, BrokerError>) -> bool) {
+        if !self.chunk.is_empty() {
+            sink(Ok(self.take()));
+        }
+    }
+
+    fn take(&mut self) -> Chunk {
+        std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK))
+    }
+
+    fn item(&mut self, pos: Position, body: &[u8]) -> Result<Item, BrokerError> {
+        let record = record::decode(body).map_err(|source| BrokerError::BadRecord {
+            segment: pos.segment,
+            offset: pos.offset,
+            source,
+        })?;
+        let Record::Enqueue(stored) = record else {
+            return Ok(Item::Other {
+                pos,
+                body: Box::from(body),
+            });
+        };
+        let queue = match &self.queue {
+            Some(q) if **q == *stored.queue => q.clone(),
+            _ => self.queue.insert(Arc::from(&*stored.queue)).clone(),
+        };
+        Ok(Item::Enqueue {
+            pos,
+            id: stored.id,
+            queue,
+            enqueued_at: stored.enqueued_at,
+            visible_at: stored.visible_at,
+            key: stored.idempotency_key.map(|k| Box::from(&*k)),
+        })
     }
 }

@@ -458,14 +458,38 @@ impl fmt::Debug for Wal {
 impl Wal {
     /// Locks the data directory, recovers the log and starts the writer thread.
     pub fn open(options: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
+        Wal::open_replaying(options, &mut |_| {})
+    }
+
+    /// Like [`Wal::open`], and hands each segment to `replay` in log order
+    /// as soon as recovery has checked it and every one before it, so that
+    /// its records can be replayed while later segments are still being
+    /// read (as [`Wal::replay`] would give them after the open, its frames
+    /// to be walked without checking their checksums again). A segment that
+    /// could not be mapped comes as its error. When the open fails, what was
+    /// handed over so far was good, but the log is not open.
+    pub fn open_replaying(
+        options: WalOptions,
+        replay: &mut dyn FnMut(Result<ReplaySegment, WalError>),
+    ) -> Result<(Wal, RecoveryReport), WalError> {
         let data_dir = options.data_dir.clone();
         let wal_dir = data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| WalError::io("create directory", &wal_dir, e))?;
         let lock = lock_data_dir(&data_dir)?;
         checkpoint::remove_unfinished(&data_dir);
-        let (mut segments, mut report) =
-            recovery::recover(&wal_dir, options.fs.as_ref(), options.recovery)?;
+        let (mut segments, mut report) = recovery::recover(
+            &wal_dir,
+            options.fs.as_ref(),
+            options.recovery,
+            &mut |seg| {
+                replay(ReplaySegment::open(
+                    seg.first_seq,
+                    seg.path.clone(),
+                    seg.len,
+                ));
+            },
+        )?;
         if segments.is_empty() {
             segments.push(create_segment(&wal_dir, options.fs.as_ref(), 0)?);
             report.segments = 1;

@@ -147,13 +147,7 @@ impl Iterator for Replay {
     type Item = Result<ReplaySegment, WalError>;
     fn next(&mut self) -> Option<Self::Item> {
         let (first_seq, path, len) = self.segments.pop()?;
-        // Mapping the active segment's prefix is safe here: the prefix is
-        // complete and the log only ever cuts back bytes past it.
-        Some(segment::map(&path, len).map(|map| ReplaySegment {
-            first_seq,
-            path,
-            map,
-        }))
+        Some(ReplaySegment::open(first_seq, path, len))
     }
 }
 
@@ -166,6 +160,18 @@ pub struct ReplaySegment {
 }
 
 impl ReplaySegment {
+    /// Maps the first `len` bytes of a segment for replay. Mapping the
+    /// active segment's prefix is safe: the prefix is complete and the log
+    /// only ever cuts back bytes past it.
+    pub(crate) fn open(first_seq: u64, path: PathBuf, len: u64) -> Result<Self, WalError> {
+        let map = segment::map(&path, len)?;
+        Ok(ReplaySegment {
+            first_seq,
+            path,
+            map,
+        })
+    }
+
     /// The segment's first sequence number.
     pub fn first_seq(&self) -> u64 {
         self.first_seq

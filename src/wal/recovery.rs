@@ -2,9 +2,11 @@
 //! the newest segment is cut off, anything else damaged stops the open unless
 //! the operator chose [`RecoveryMode::SkipCorrupt`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use super::error::WalError;
 use super::format::{self, encode_header, FrameDefect, HEADER_LEN};
@@ -73,7 +75,9 @@ pub(crate) struct RecoveredSegment {
     pub version: u32,
 }
 
-/// Checks every segment in `dir`, repairing the newest one's tail.
+/// Checks every segment in `dir`, repairing the newest one's tail, and hands
+/// each one to `checked` in log order as soon as it and all before it
+/// passed, so that replay can go on while later segments are being read.
 ///
 /// Sealed segments are checked on as many threads as there are cores: each
 /// one is checked on its own, and checking is much of the time a start
@@ -85,76 +89,109 @@ pub(crate) fn recover(
     dir: &Path,
     fs: &dyn FileSystem,
     mode: RecoveryMode,
+    checked: &mut dyn FnMut(&RecoveredSegment),
 ) -> Result<(Vec<RecoveredSegment>, RecoveryReport), WalError> {
     let mut listed = segment::list(dir)?;
     let newest = listed.pop();
+    let mut log = Recovered {
+        segments: Vec::with_capacity(listed.len() + 1),
+        report: RecoveryReport::default(),
+        mode,
+    };
     let next = AtomicUsize::new(0);
-    // Takes the next unchecked sealed segment until none is left.
-    let check = || {
-        let mut done = Vec::new();
-        loop {
+    let stop = AtomicBool::new(false);
+    // Takes the next unchecked sealed segment until none is left or an
+    // earlier one failed.
+    let check = &|tx: mpsc::Sender<(usize, Checked)>| {
+        while !stop.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some((first_seq, path)) = listed.get(i) else {
-                return done;
+                return;
             };
             let mut report = RecoveryReport::default();
             let seg = recover_segment(*first_seq, path.clone(), false, fs, mode, &mut report);
-            done.push((i, (seg, report)));
+            if tx.send((i, (seg, report))).is_err() {
+                return;
+            }
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut found: Vec<Option<Checked>> = (0..listed.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
-        // A thread that cannot be started leaves its share to the others,
-        // and to this one.
-        let workers: Vec<_> = (1..threads.min(listed.len()))
-            .filter_map(|_| {
+        let (tx, rx) = mpsc::channel();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let started = (0..threads.min(listed.len()))
+            .filter(|_| {
+                let tx = tx.clone();
                 let builder = std::thread::Builder::new().name("wal-check".into());
-                builder.spawn_scoped(scope, check).ok()
+                builder.spawn_scoped(scope, move || check(tx)).is_ok()
             })
-            .collect();
-        let mine = check();
-        let theirs = workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a segment check panicked"));
-        for (i, checked) in mine.into_iter().chain(theirs) {
-            found[i] = Some(checked);
+            .count();
+        if started == 0 {
+            // No thread could be started: this one checks them all first.
+            check(tx.clone());
         }
-    });
-    let checked = found
-        .into_iter()
-        .map(|c| c.expect("every segment was checked"));
-    let newest = std::iter::once_with(|| {
-        let (first_seq, path) = newest?;
+        drop(tx);
+        let mut ahead: BTreeMap<usize, Checked> = BTreeMap::new();
+        for want in 0..listed.len() {
+            let found = match ahead.remove(&want) {
+                Some(found) => found,
+                None => loop {
+                    let (i, found) = rx.recv().expect("a segment check ended early");
+                    if i == want {
+                        break found;
+                    }
+                    ahead.insert(i, found);
+                },
+            };
+            match log.take(found) {
+                Ok(seg) => checked(seg),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some((first_seq, path)) = newest {
         let mut report = RecoveryReport::default();
         let seg = recover_segment(first_seq, path, true, fs, mode, &mut report);
-        Some((seg, report))
-    })
-    .flatten();
-    let mut report = RecoveryReport::default();
-    let mut segments: Vec<RecoveredSegment> = Vec::with_capacity(listed.len() + 1);
-    for (seg, part) in checked.chain(newest) {
+        checked(log.take((seg, report))?);
+    }
+    log.report.segments = log.segments.len();
+    Ok((log.segments, log.report))
+}
+
+/// One segment's check: what it left, and what it found.
+type Checked = (Result<RecoveredSegment, WalError>, RecoveryReport);
+
+/// The segments checked so far, in order, and what was found in them.
+struct Recovered {
+    segments: Vec<RecoveredSegment>,
+    report: RecoveryReport,
+    mode: RecoveryMode,
+}
+
+impl Recovered {
+    /// Adds the next segment's check, or its error, or that it overlaps the
+    /// one before it.
+    fn take(&mut self, (seg, part): Checked) -> Result<&RecoveredSegment, WalError> {
         let seg = seg?;
-        if let Some(prev) = segments.last() {
-            if prev.first_seq + prev.records > seg.first_seq && mode == RecoveryMode::Strict {
+        if let Some(prev) = self.segments.last() {
+            if prev.first_seq + prev.records > seg.first_seq && self.mode == RecoveryMode::Strict {
                 return Err(WalError::SegmentOverlap {
                     path: seg.path,
                     previous_end: prev.first_seq + prev.records,
                 });
             }
         }
-        report.bytes += part.bytes;
-        report.skipped.extend(part.skipped);
-        report.torn_tail = part.torn_tail.or(report.torn_tail);
-        report.records += seg.records;
-        segments.push(seg);
+        self.report.bytes += part.bytes;
+        self.report.skipped.extend(part.skipped);
+        self.report.torn_tail = part.torn_tail.or(self.report.torn_tail.take());
+        self.report.records += seg.records;
+        self.segments.push(seg);
+        Ok(self.segments.last().expect("just pushed"))
     }
-    report.segments = segments.len();
-    Ok((segments, report))
 }
-
-/// One segment's check: what it left, and what it found.
-type Checked = (Result<RecoveredSegment, WalError>, RecoveryReport);
 
 fn recover_segment(
     first_seq: u64,
