@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::broker::rules::{self, Whole};
 use crate::broker::{Backoff, Limits};
 use crate::wal::{FsyncPolicy, RecoveryMode};
 
@@ -252,8 +253,16 @@ const REQUEST_ROOM: usize = 64 << 10;
 impl RawConfig {
     /// Checks every value.
     pub fn validate(&self) -> Result<Config, ConfigError> {
-        let base_backoff_ms = in_range("BASE_BACKOFF_MS", &self.base_backoff_ms, 0..=DAY_MS)?;
-        let max_backoff_ms = in_range("MAX_BACKOFF_MS", &self.max_backoff_ms, 0..=DAY_MS)?;
+        let base_backoff_ms = in_range(
+            "BASE_BACKOFF_MS",
+            &self.base_backoff_ms,
+            range(rules::BACKOFF_MS),
+        )?;
+        let max_backoff_ms = in_range(
+            "MAX_BACKOFF_MS",
+            &self.max_backoff_ms,
+            range(rules::BACKOFF_MS),
+        )?;
         if max_backoff_ms < base_backoff_ms {
             return Err(invalid(
                 "MAX_BACKOFF_MS",
@@ -294,15 +303,23 @@ impl RawConfig {
             port: addr.port(),
             bind_addr: addr.ip(),
             data_dir: non_empty("DATA_DIR", &self.data_dir)?.into(),
-            queue_max_size: in_range("QUEUE_MAX_SIZE", &self.queue_max_size, 1..=100_000_000)?,
+            queue_max_size: in_range(
+                "QUEUE_MAX_SIZE",
+                &self.queue_max_size,
+                range(rules::QUEUE_MAX_SIZE),
+            )?,
             worker_count: in_range("WORKER_COUNT", &self.worker_count, 1..=1024)?,
             http_threads: http_threads(&self.http_threads)?,
             visibility_timeout: millis(
                 "VISIBILITY_TIMEOUT_MS",
                 &self.visibility_timeout_ms,
-                1..=43_200_000,
+                range(rules::VISIBILITY_TIMEOUT_MS),
             )?,
-            max_retries: in_range("MAX_RETRIES", &self.max_retries, 0..=1000)?,
+            max_retries: in_range(
+                "MAX_RETRIES",
+                &self.max_retries,
+                rules::MAX_RETRIES.min as u32..=rules::MAX_RETRIES.max as u32,
+            )?,
             reaper_interval: millis(
                 "REAPER_INTERVAL_MS",
                 &self.reaper_interval_ms,
@@ -313,7 +330,7 @@ impl RawConfig {
             backoff_multiplier: float_in_range(
                 "BACKOFF_MULTIPLIER",
                 &self.backoff_multiplier,
-                1.0..=100.0,
+                rules::BACKOFF_MULTIPLIER.min..=rules::BACKOFF_MULTIPLIER.max,
             )?,
             wal_segment_bytes: in_range(
                 "WAL_SEGMENT_BYTES",
@@ -488,6 +505,12 @@ fn http_threads(value: &str) -> Result<u32, ConfigError> {
             "expected auto or a whole number from 1 to 1024",
         )
     })
+}
+
+/// The values a rule of the broker allows, which a queue's settings of
+/// the same name allow too.
+fn range(rule: Whole) -> std::ops::RangeInclusive<u64> {
+    rule.min..=rule.max
 }
 
 fn in_range<T>(

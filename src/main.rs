@@ -159,7 +159,7 @@ fn init_tracing(config: &Config) -> Option<FlushGuard> {
 
 fn serve(config: &Config) -> anyhow::Result<()> {
     check_data_dir(&config.data_dir)?;
-    let metrics = Arc::new(Metrics::new(config.queue_max_size));
+    let metrics = Arc::new(Metrics::new());
     let wal = WalOptions {
         segment_bytes: config.wal_segment_bytes,
         fsync: config.wal_fsync,

@@ -63,7 +63,13 @@ pub struct Metrics {
     disk_size: IntGauge,
     ready: IntGauge,
     log_lines_dropped: prometheus::IntCounter,
-    queue_max_size: u64,
+    queue_paused: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 fn must<T>(made: prometheus::Result<T>) -> T {
@@ -73,7 +79,7 @@ fn must<T>(made: prometheus::Result<T>) -> T {
 
 impl Metrics {
     /// A registry with every metric, process metrics included.
-    pub fn new(queue_max_size: u64) -> Metrics {
+    pub fn new() -> Metrics {
         let registry = Registry::new();
         let http_requests = must(IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests answered"),
@@ -116,7 +122,8 @@ impl Metrics {
         let queue_utilization = must(prometheus::GaugeVec::new(
             Opts::new(
                 "event_broker_queue_utilization",
-                "Pending events (ready, delayed, in flight) over QUEUE_MAX_SIZE",
+                "Pending events (ready, delayed, in flight) over the queue's max_size \
+                 (QUEUE_MAX_SIZE unless it sets its own)",
             ),
             &["queue"],
         ));
@@ -181,6 +188,13 @@ impl Metrics {
             "event_broker_log_lines_dropped_total",
             "Log lines dropped because stderr did not take them and the buffer was full",
         ));
+        let queue_paused = must(IntGaugeVec::new(
+            Opts::new(
+                "event_broker_queue_paused",
+                "1 while the queue is paused (its leases answer no events), else 0",
+            ),
+            &["queue"],
+        ));
         let build_info = must(IntGaugeVec::new(
             Opts::new(
                 "event_broker_build_info",
@@ -210,6 +224,7 @@ impl Metrics {
             Box::new(disk_size.clone()),
             Box::new(ready.clone()),
             Box::new(log_lines_dropped.clone()),
+            Box::new(queue_paused.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -235,7 +250,7 @@ impl Metrics {
             disk_size,
             ready,
             log_lines_dropped,
-            queue_max_size,
+            queue_paused,
         }
     }
 
@@ -303,6 +318,7 @@ impl Metrics {
         drop_gone_queues(&self.queue_utilization, &live);
         drop_gone_queues(&self.queue_totals, &live);
         drop_gone_queues(&self.oldest_ready_age, &live);
+        drop_gone_queues(&self.queue_paused, &live);
         drop_gone_queues(&self.webhook_calls, &live);
         drop_gone_queues(&self.webhook_seconds, &live);
     }
@@ -325,7 +341,10 @@ impl Metrics {
         let pending = q.ready + q.delayed + q.in_flight;
         self.queue_utilization
             .with_label_values(&[name])
-            .set(pending as f64 / self.queue_max_size.max(1) as f64);
+            .set(pending as f64 / q.settings.max_size.max(1) as f64);
+        self.queue_paused
+            .with_label_values(&[name])
+            .set(i64::from(q.settings.paused));
         for (event, total) in [
             ("enqueued", q.enqueued_total),
             ("delivered", q.delivered_total),
@@ -458,7 +477,7 @@ mod tests {
 
     #[test]
     fn every_histogram_bound_is_a_round_figure() {
-        let metrics = Metrics::new(10);
+        let metrics = Metrics::new();
         let took = Duration::from_millis(3);
         metrics.request("POST", "/api/queues/{queue}/events", "201", Some(took));
         metrics.synced(took);
@@ -481,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_long_poll_is_counted_but_not_timed() {
-        let metrics = Metrics::new(10);
+        let metrics = Metrics::new();
         let route = "/api/queues/{queue}/lease";
         metrics.request("POST", route, "200", None);
         metrics.request("POST", route, "200", Some(Duration::from_millis(1)));
@@ -498,7 +517,7 @@ mod tests {
 
     #[test]
     fn queue_counts_are_a_depth_gauge_apart_from_the_totals_counter() {
-        let metrics = Metrics::new(10);
+        let metrics = Metrics::new();
         metrics.queues(&[stats("orders")]);
         let text = metrics.encode();
         assert!(
@@ -517,8 +536,25 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_queue_shows_as_paused_and_its_fill_against_its_own_max_size() {
+        let metrics = Metrics::new();
+        let mut paused = stats("held");
+        paused.settings.paused = true;
+        paused.settings.max_size = 4;
+        metrics.queues(&[paused, stats("open")]);
+        let text = metrics.encode();
+        for line in [
+            r#"event_broker_queue_paused{queue="held"} 1"#,
+            r#"event_broker_queue_paused{queue="open"} 0"#,
+            r#"event_broker_queue_utilization{queue="held"} 0.25"#,
+        ] {
+            assert!(text.contains(line), "{line}:\n{text}");
+        }
+    }
+
+    #[test]
     fn a_queue_that_is_gone_loses_its_series_at_the_next_scrape() {
-        let metrics = Metrics::new(10);
+        let metrics = Metrics::new();
         metrics.queues(&[stats("kept"), stats("gone")]);
         metrics.delivered("gone", &failed(), Duration::from_millis(2));
         metrics.delivered("kept", &failed(), Duration::from_millis(2));
@@ -533,6 +569,7 @@ mod tests {
             "event_broker_queue_utilization{",
             "event_broker_queue_events_total{",
             "event_broker_queue_oldest_ready_age_seconds{",
+            "event_broker_queue_paused{",
             "event_broker_webhook_deliveries_total{",
             "event_broker_webhook_duration_seconds_count{",
         ] {

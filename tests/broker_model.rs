@@ -1,13 +1,18 @@
 //! The broker against a small reference model: random sequences of every
 //! operation, restarts and cleanups included, with every answer and every
-//! queue's contents equal after every step.
+//! queue's contents and settings equal after every step. Settings changes
+//! (`PUT` and `PATCH` of lease length, retries, backoff, size bound and
+//! pause) go into the model too: each rules its queue from the change on.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
 use common::broker::{limits, TestBroker, START_MS};
-use event_broker::broker::{BrokerError, EventView, Limits, NewEvent, ReceiptStatus, ViewStatus};
+use event_broker::broker::{
+    Backoff, BrokerError, EventView, Limits, NewEvent, QueueSettings, ReceiptStatus,
+    SettingsChange, ViewStatus,
+};
 use event_broker::wal::FsyncPolicy;
 use proptest::prelude::*;
 
@@ -28,7 +33,8 @@ enum Op {
     Lease {
         queue: usize,
         max: usize,
-        timeout_ms: u64,
+        /// `None`: the queue's own lease length.
+        timeout_ms: Option<u64>,
     },
     Ack {
         queue: usize,
@@ -63,6 +69,71 @@ enum Op {
         events: Vec<(usize, u64, Option<u8>)>,
         cut: u64,
     },
+    /// A `PUT` (`replace`) or `PATCH` of the queue's settings.
+    Settings {
+        queue: usize,
+        replace: bool,
+        change: Change,
+    },
+}
+
+/// The fields a settings change names; `max_size: Some(0)` is refused.
+#[derive(Debug, Clone, Copy, Default)]
+struct Change {
+    visibility_timeout_ms: Option<u64>,
+    max_retries: Option<u32>,
+    base_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    backoff_multiplier: Option<f64>,
+    max_size: Option<u64>,
+    paused: Option<bool>,
+}
+
+impl Change {
+    fn request(&self) -> SettingsChange {
+        SettingsChange {
+            visibility_timeout_ms: self.visibility_timeout_ms,
+            max_retries: self.max_retries.map(u64::from),
+            base_backoff_ms: self.base_backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            backoff_multiplier: self.backoff_multiplier,
+            max_size: self.max_size,
+            paused: self.paused,
+            ..SettingsChange::default()
+        }
+    }
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    use proptest::option::weighted;
+    (
+        weighted(0.3, prop_oneof![Just(500u64), Just(2_000), Just(30_000)]),
+        weighted(0.4, 0..3u32),
+        weighted(0.3, prop_oneof![Just(0u64), Just(100), Just(5_000)]),
+        weighted(0.3, prop_oneof![Just(50u64), Just(10_000), Just(60_000)]),
+        weighted(0.3, prop_oneof![Just(1.0f64), Just(2.0), Just(3.5)]),
+        weighted(0.3, prop_oneof![8 => 1..20u64, 1 => Just(0)]),
+        weighted(0.5, proptest::bool::ANY),
+    )
+        .prop_map(
+            |(
+                visibility_timeout_ms,
+                max_retries,
+                base_backoff_ms,
+                max_backoff_ms,
+                backoff_multiplier,
+                max_size,
+                paused,
+            )| Change {
+                visibility_timeout_ms,
+                max_retries,
+                base_backoff_ms,
+                max_backoff_ms,
+                backoff_multiplier,
+                max_size,
+                paused,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -75,7 +146,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (queue.clone(), proptest::collection::vec(event.clone(), 1..4))
             .prop_map(|(queue, events)| Op::Enqueue { queue, events }),
-        6 => (queue.clone(), 1..6usize, prop_oneof![Just(500u64), Just(2_000), Just(30_000)])
+        6 => (queue.clone(), 1..6usize, proptest::option::weighted(0.8, prop_oneof![Just(500u64), Just(2_000), Just(30_000)]))
             .prop_map(|(queue, max, timeout_ms)| Op::Lease { queue, max, timeout_ms }),
         6 => (queue.clone(), proptest::collection::vec(0..PICKS, 1..4))
             .prop_map(|(queue, picks)| Op::Ack { queue, picks }),
@@ -93,6 +164,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         1 => (queue.clone(), proptest::collection::vec(event.clone(), 1..4), 0..=256u64)
             .prop_map(|(queue, events, cut)| Op::CrashInEnqueue { queue, events, cut }),
+        2 => (queue.clone(), proptest::bool::weighted(0.3), change())
+            .prop_map(|(queue, replace, change)| Op::Settings { queue, replace, change }),
+        // Pause and resume: a change of `paused` alone.
+        1 => (queue.clone(), proptest::bool::ANY).prop_map(|(queue, paused)| Op::Settings {
+            queue,
+            replace: false,
+            change: Change { paused: Some(paused), ..Change::default() },
+        }),
     ]
 }
 
@@ -114,6 +193,27 @@ struct Event {
     last_error: Option<String>,
 }
 
+/// A queue's own settings; `None` is the broker-wide one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Own {
+    visibility_timeout_ms: Option<u64>,
+    max_retries: Option<u32>,
+    base_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    backoff_multiplier: Option<f64>,
+    max_size: Option<u64>,
+    paused: bool,
+}
+
+/// Why the model refuses an enqueue.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// The queue would pass its size bound.
+    Full,
+    /// The batch alone is larger than the bound.
+    TooBig,
+}
+
 /// What the broker should do, written as plainly as possible.
 #[derive(Clone)]
 struct Model {
@@ -124,9 +224,80 @@ struct Model {
     keys: HashMap<(usize, u8), (u64, u64)>,
     /// Every receipt handed out, with its queue.
     receipts: Vec<(usize, String)>,
+    /// Each queue's own settings.
+    own: [Own; QUEUES.len()],
+    /// Whether a queue's settings were ever set: it exists from then on.
+    configured: [bool; QUEUES.len()],
 }
 
 impl Model {
+    fn max_retries(&self, queue: usize) -> u32 {
+        self.own[queue]
+            .max_retries
+            .unwrap_or(self.limits.max_retries)
+    }
+
+    fn backoff(&self, queue: usize) -> Backoff {
+        let own = &self.own[queue];
+        Backoff {
+            base_ms: own.base_backoff_ms.unwrap_or(self.limits.backoff.base_ms),
+            max_ms: own.max_backoff_ms.unwrap_or(self.limits.backoff.max_ms),
+            multiplier: own
+                .backoff_multiplier
+                .unwrap_or(self.limits.backoff.multiplier),
+            seed: self.limits.backoff.seed,
+        }
+    }
+
+    fn visibility_timeout_ms(&self, queue: usize) -> u64 {
+        let default = self.limits.visibility_timeout.as_millis() as u64;
+        self.own[queue].visibility_timeout_ms.unwrap_or(default)
+    }
+
+    fn max_size(&self, queue: usize) -> usize {
+        let own = self.own[queue].max_size;
+        own.unwrap_or(self.limits.queue_max_size) as usize
+    }
+
+    /// The settings the broker should show for `queue`.
+    fn settings(&self, queue: usize) -> QueueSettings {
+        let backoff = self.backoff(queue);
+        QueueSettings {
+            visibility_timeout_ms: self.visibility_timeout_ms(queue),
+            max_retries: self.max_retries(queue),
+            base_backoff_ms: backoff.base_ms,
+            max_backoff_ms: backoff.max_ms,
+            backoff_multiplier: backoff.multiplier,
+            max_size: self.max_size(queue) as u64,
+            message_ttl_ms: None,
+            dead_letter_expired: false,
+            paused: self.own[queue].paused,
+        }
+    }
+
+    /// A `PUT` (`replace`) or `PATCH` of `queue`'s settings; the field
+    /// refused, if one is.
+    fn configure(&mut self, queue: usize, replace: bool, c: &Change) -> Result<(), &'static str> {
+        if c.max_size == Some(0) {
+            return Err("max_size");
+        }
+        let mut own = if replace {
+            Own::default()
+        } else {
+            self.own[queue]
+        };
+        own.visibility_timeout_ms = c.visibility_timeout_ms.or(own.visibility_timeout_ms);
+        own.max_retries = c.max_retries.or(own.max_retries);
+        own.base_backoff_ms = c.base_backoff_ms.or(own.base_backoff_ms);
+        own.max_backoff_ms = c.max_backoff_ms.or(own.max_backoff_ms);
+        own.backoff_multiplier = c.backoff_multiplier.or(own.backoff_multiplier);
+        own.max_size = c.max_size.or(own.max_size);
+        own.paused = c.paused.unwrap_or(own.paused);
+        self.own[queue] = own;
+        self.configured[queue] = true;
+        Ok(())
+    }
+
     fn pending(&self, queue: usize) -> usize {
         self.events
             .values()
@@ -139,7 +310,7 @@ impl Model {
         queue: usize,
         events: &[NewEvent],
         keys: &[Option<u8>],
-    ) -> Result<Vec<(u64, bool)>, ()> {
+    ) -> Result<Vec<(u64, bool)>, Refused> {
         let mut answers = Vec::new();
         let mut fresh = Vec::new();
         let mut batch_keys: HashMap<u8, u64> = HashMap::new();
@@ -163,8 +334,11 @@ impl Model {
         if fresh.is_empty() {
             return Ok(answers);
         }
-        if self.pending(queue) + fresh.len() > self.limits.queue_max_size as usize {
-            return Err(());
+        if fresh.len() > self.max_size(queue) {
+            return Err(Refused::TooBig);
+        }
+        if self.pending(queue) + fresh.len() > self.max_size(queue) {
+            return Err(Refused::Full);
         }
         for (id, event) in fresh {
             self.events.insert(
@@ -189,8 +363,11 @@ impl Model {
         Ok(answers)
     }
 
-    /// Ids the next lease hands out, in order.
+    /// Ids the next lease hands out, in order: none while paused.
     fn leasable(&self, queue: usize, max: usize) -> Vec<u64> {
+        if self.own[queue].paused {
+            return Vec::new();
+        }
         let mut visible: Vec<(u64, u64)> = self
             .events
             .iter()
@@ -227,9 +404,11 @@ impl Model {
         }
     }
 
+    /// A failed delivery, by the rules of the event's queue now.
     fn fail(&mut self, id: u64, delay_ms: Option<u64>, error: Option<&str>) {
-        let backoff = self.limits.backoff;
-        let max_retries = self.limits.max_retries;
+        let queue = self.events[&id].queue;
+        let backoff = self.backoff(queue);
+        let max_retries = self.max_retries(queue);
         let now = self.now;
         let e = self.events.get_mut(&id).expect("failing a live event");
         e.failures += 1;
@@ -339,6 +518,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         next_id: 0,
         keys: HashMap::new(),
         receipts: Vec::new(),
+        own: [Own::default(); QUEUES.len()],
+        configured: [false; QUEUES.len()],
     };
     for (step, op) in ops.into_iter().enumerate() {
         apply(&mut t, &mut m, &op)
@@ -347,6 +528,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let got = t.broker.contents(name);
             let want = m.contents(q);
             prop_assert_eq!(got, want, "queue {} after step {} {:?}", name, step, op);
+            match t.broker.queue(name) {
+                Ok(stats) => prop_assert_eq!(
+                    stats.settings,
+                    m.settings(q),
+                    "settings of {} after step {} {:?}",
+                    name,
+                    step,
+                    op
+                ),
+                Err(e) => prop_assert!(!m.configured[q], "{} after step {}: {}", name, step, e),
+            }
         }
     }
     Ok(())
@@ -377,7 +569,8 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                         format!("enqueue answered {got:?}, model {want:?}"),
                     )
                 }
-                (Err(BrokerError::QueueFull { .. }), Err(())) => Ok(()),
+                (Err(BrokerError::QueueFull { .. }), Err(Refused::Full)) => Ok(()),
+                (Err(BrokerError::BatchOverQueueSize { .. }), Err(Refused::TooBig)) => Ok(()),
                 (got, want) => Err(format!("enqueue answered {got:?}, model {want:?}")),
             }
         }
@@ -386,10 +579,11 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             max,
             timeout_ms,
         } => {
-            let timeout = std::time::Duration::from_millis(*timeout_ms);
+            let asked = timeout_ms.map(std::time::Duration::from_millis);
+            let timeout_ms = timeout_ms.unwrap_or(m.visibility_timeout_ms(*queue));
             let got = t
                 .broker
-                .lease(QUEUES[*queue], *max, Some(timeout))
+                .lease(QUEUES[*queue], *max, asked)
                 .map_err(|e| e.to_string())?;
             let want = m.leasable(*queue, *max);
             let ids: Vec<u64> = got.iter().map(|d| d.id).collect();
@@ -561,6 +755,46 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             m.restart();
             Ok(())
         }
+        Op::Settings {
+            queue,
+            replace,
+            change,
+        } => {
+            let name = QUEUES[*queue];
+            let request = change.request();
+            let got = block_on(async {
+                if *replace {
+                    t.broker.put_settings(name, &request).await
+                } else {
+                    t.broker.patch_settings(name, &request).await
+                }
+            });
+            // A queue the model cannot tell exists (its events all acked)
+            // may or may not be there; one with settings or events is.
+            let must_exist = m.configured[*queue] || m.events.values().any(|e| e.queue == *queue);
+            match got {
+                Err(BrokerError::UnknownQueue(_)) if !replace && !must_exist => Ok(()),
+                Err(BrokerError::Invalid { field, .. }) => {
+                    let want = m.configure(*queue, *replace, change);
+                    check(
+                        want == Err(field.as_str()),
+                        format!("refused {field}, model {want:?}"),
+                    )
+                }
+                Ok(stats) => {
+                    m.configure(*queue, *replace, change)?;
+                    check(
+                        stats.settings == m.settings(*queue),
+                        format!(
+                            "answered {:?}, model {:?}",
+                            stats.settings,
+                            m.settings(*queue)
+                        ),
+                    )
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
         Op::CrashInEnqueue { queue, events, cut } => {
             let before = m.clone();
             let (first, from) = log_end(t);
@@ -588,6 +822,13 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// Where the log ends now: (active segment, its bytes).

@@ -93,7 +93,7 @@ fn harness() -> &'static Harness {
             token: None,
             admin_token: None,
             origins: Arc::new(Vec::new()),
-            metrics: Arc::new(Metrics::new(200)),
+            metrics: Arc::new(Metrics::new()),
             limiter: None,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()

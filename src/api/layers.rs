@@ -141,7 +141,13 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             // By name: the Fetch standard does not let `*` cover
             // `authorization`, so a browser client with a token would be refused.
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
@@ -185,7 +191,7 @@ mod tests {
             token: None,
             admin_token: None,
             origins: Arc::new(Vec::new()),
-            metrics: Arc::new(Metrics::new(100)),
+            metrics: Arc::new(Metrics::new()),
             limiter: None,
         })
     }

@@ -6,8 +6,8 @@
 //! idempotency key still in its window stays until the window closes, so
 //! that a restart still knows the key; the one that holds the record of the
 //! highest id stays until a newer event is enqueued, so that a restart never
-//! hands out an id again. Webhook subscriptions kept there are written again
-//! before it goes.
+//! hands out an id again. Webhook subscriptions and queue settings kept
+//! there are written again before it goes.
 
 use std::borrow::Cow;
 
@@ -61,7 +61,7 @@ impl Broker {
                     return Ok(report);
                 }
             }
-            self.relocate_subscriptions(oldest.first_seq)?;
+            self.relocate_kept(oldest.first_seq)?;
             let (keys_until, newest_id, now) = {
                 let core = self.shared.lock();
                 (

@@ -36,7 +36,8 @@ pub(crate) struct Failure<'a> {
 
 impl Broker {
     /// Leases up to `max` ready events of `queue` for `visibility`
-    /// (the default timeout when `None`); empty when none is ready.
+    /// (the queue's timeout when `None`); empty when none is ready or the
+    /// queue is paused.
     pub fn lease(
         &self,
         queue: &str,
@@ -45,12 +46,17 @@ impl Broker {
     ) -> Result<Vec<Delivery>, BrokerError> {
         check_queue_name(queue)?;
         self.limits.lease_max().check("max", max as u64)?;
-        let timeout = self.lease_length(visibility)?;
+        check_lease_length(visibility)?;
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let Some(q) = core.state.queue_id(queue) else {
             return Ok(Vec::new());
         };
+        let settings = self.settings_of(&core, q);
+        if settings.paused {
+            return Ok(Vec::new());
+        }
+        let timeout = visibility.unwrap_or(settings.visibility_timeout());
         let leased = core.state.lease(q, max, timeout, now);
         let name = core.state.queues[q as usize].name.clone();
         // Read under the lock: cleanup cannot delete a segment being read.
@@ -74,8 +80,9 @@ impl Broker {
             .collect())
     }
 
-    /// Like [`Broker::lease`], but when nothing is ready waits up to `wait`
-    /// for an event to become ready, without polling.
+    /// Like [`Broker::lease`], but when nothing is ready (or the queue is
+    /// paused) waits up to `wait` for an event to become ready (or the
+    /// queue to be resumed), without polling.
     pub async fn lease_wait(
         &self,
         queue: &str,
@@ -113,12 +120,17 @@ impl Broker {
         self.shared.notifiers.watched()
     }
 
-    /// How long until the queue's next delayed event is due.
+    /// How long until the queue's next delayed event is due; `None` while
+    /// it is paused, as nothing can be leased until a resume wakes the poll.
     fn next_visible(&self, queue: &str) -> Option<Duration> {
         let now = self.shared.now();
         let core = self.shared.lock();
         let q = core.state.queue_id(queue)?;
-        let std::cmp::Reverse((at, _)) = core.state.queues[q as usize].delayed.peek()?;
+        let queue = &core.state.queues[q as usize];
+        if queue.settings.paused {
+            return None;
+        }
+        let std::cmp::Reverse((at, _)) = queue.delayed.peek()?;
         Some(Duration::from_millis(at.saturating_sub(now.wall)))
     }
 
@@ -134,7 +146,8 @@ impl Broker {
     }
 
     /// Fails deliveries by receipt: each event is retried after `delay_ms`
-    /// (its backoff when `None`), or dead-lettered past `MAX_RETRIES`.
+    /// (its backoff when `None`), or dead-lettered past its queue's
+    /// `max_retries`.
     pub fn nack(
         &self,
         queue: &str,
@@ -157,17 +170,19 @@ impl Broker {
                         delay_ms,
                         error,
                     };
-                    self.failure_record(&failure, now)
+                    self.failure_record(core, &failure, now)
                 })
                 .collect()
         })
     }
 
-    /// The record for a failed delivery: a retry, or death past `MAX_RETRIES`.
-    pub(crate) fn failure_record<'a>(&self, f: &Failure<'a>, now: Now) -> Record<'a> {
+    /// The record for a failed delivery: a retry, or death past the
+    /// `max_retries` of the event's queue, by the queue's settings now.
+    pub(super) fn failure_record<'a>(&self, core: &Core, f: &Failure<'a>, now: Now) -> Record<'a> {
+        let settings = self.settings_of(core, core.state.events[&f.id].queue);
         let failures = f.failures_before + 1;
         let error = f.error.map(Cow::Borrowed);
-        if failures > self.limits.max_retries {
+        if failures > settings.max_retries {
             return Record::Dead {
                 id: f.id,
                 failures,
@@ -175,9 +190,10 @@ impl Broker {
                 error,
             };
         }
-        let delay = f
-            .delay_ms
-            .unwrap_or_else(|| self.limits.backoff.delay_ms(f.id, failures));
+        let delay = f.delay_ms.unwrap_or_else(|| {
+            let backoff = settings.backoff(self.limits.backoff.seed);
+            backoff.delay_ms(f.id, failures)
+        });
         Record::Fail {
             id: f.id,
             failures,
@@ -186,7 +202,8 @@ impl Broker {
         }
     }
 
-    /// Gives current leases a new deadline `visibility` from now.
+    /// Gives current leases a new deadline `visibility` from now (the
+    /// queue's timeout when `None`).
     pub fn extend(
         &self,
         queue: &str,
@@ -195,11 +212,17 @@ impl Broker {
     ) -> Result<Vec<ReceiptResult>, BrokerError> {
         check_queue_name(queue)?;
         self.check_receipt_count(receipts)?;
-        let timeout = self.lease_length(visibility)?;
+        check_lease_length(visibility)?;
         let named = self.read_receipts(receipts);
         let now = self.shared.now();
         let mut core = self.shared.lock();
         let q = core.state.queue_id(queue);
+        let timeout = match (visibility, q) {
+            (Some(asked), _) => asked,
+            (None, Some(q)) => self.settings_of(&core, q).visibility_timeout(),
+            // No queue, so no lease to extend.
+            (None, None) => self.limits.visibility_timeout,
+        };
         Ok(receipts
             .iter()
             .zip(named)
@@ -217,14 +240,6 @@ impl Broker {
                 }
             })
             .collect())
-    }
-
-    /// The lease length asked for, or the default; checked.
-    fn lease_length(&self, visibility: Option<Duration>) -> Result<Duration, BrokerError> {
-        let timeout = visibility.unwrap_or(self.limits.visibility_timeout);
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        rules::VISIBILITY_TIMEOUT_MS.check("visibility_timeout_ms", ms)?;
-        Ok(timeout)
     }
 
     fn check_receipt_count(&self, receipts: &[String]) -> Result<(), BrokerError> {
@@ -303,4 +318,14 @@ impl Broker {
         });
         Ok(self.submit(&mut core, records, finish))
     }
+}
+
+/// Checks a lease length a consumer asked for; a queue's own is checked
+/// when it is set.
+fn check_lease_length(visibility: Option<Duration>) -> Result<(), BrokerError> {
+    if let Some(timeout) = visibility {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        rules::VISIBILITY_TIMEOUT_MS.check("visibility_timeout_ms", ms)?;
+    }
+    Ok(())
 }

@@ -27,7 +27,8 @@ pub enum BrokerError {
         /// `MAX_PAYLOAD_BYTES`.
         max: usize,
     },
-    /// The queue would hold more than `QUEUE_MAX_SIZE` events not yet acked.
+    /// The queue would hold more events not yet acked than its `max_size`
+    /// (`QUEUE_MAX_SIZE` unless it sets its own).
     #[error("queue {queue} is full: {pending} events pending, {adding} more would pass the limit of {max}")]
     QueueFull {
         /// The queue.
@@ -36,16 +37,16 @@ pub enum BrokerError {
         pending: u64,
         /// Events the request would add.
         adding: u64,
-        /// `QUEUE_MAX_SIZE`.
+        /// The queue's `max_size`.
         max: u64,
     },
-    /// A batch holds more new events than `QUEUE_MAX_SIZE`: unlike a full
-    /// queue, waiting cannot help, so it is not worth a retry.
-    #[error("events: a batch of {adding} new events can never be stored, as a queue holds at most {max} (QUEUE_MAX_SIZE); send at most {max} per request")]
+    /// A batch holds more new events than the queue's `max_size`: unlike a
+    /// full queue, waiting cannot help, so it is not worth a retry.
+    #[error("events: a batch of {adding} new events can never be stored, as the queue holds at most {max} (its max_size, QUEUE_MAX_SIZE unless set); send at most {max} per request")]
     BatchOverQueueSize {
         /// New events in the batch (duplicates by idempotency key left out).
         adding: u64,
-        /// `QUEUE_MAX_SIZE`.
+        /// The queue's `max_size`.
         max: u64,
     },
     /// The queue does not exist.

@@ -28,6 +28,9 @@
 //!   failures, visible time); payloads are read from the log when delivered.
 //! - Cleanup deletes the oldest segment once it holds no live event, after
 //!   copying the few it still holds forward as relocated records.
+//! - `MAX_RETRIES` above, and the lease length, backoff and size bound, are
+//!   the broker-wide settings; a queue may set its own and be paused, which
+//!   holds back its leases only (`settings.rs` says how).
 
 pub mod address;
 mod backoff;
@@ -50,6 +53,7 @@ mod reaper;
 pub mod record;
 mod replay;
 pub mod rules;
+mod settings;
 mod state;
 mod subscription;
 mod watch;
@@ -74,6 +78,7 @@ pub use produce::{Enqueued, NewEvent};
 pub use queue::QueueStats;
 pub use reaper::ReapReport;
 pub use record::Record;
+pub use settings::{QueueSettings, SettingsChange};
 pub use state::{EventView, Live, Now, ViewStatus};
 pub use subscription::{signing_key, Subscription, SubscriptionRequest, MAX_WEBHOOK_TIMEOUT_MS};
 
@@ -163,9 +168,11 @@ pub struct Broker {
     /// Signs and checks receipts; drawn anew at every open.
     receipts: lease::ReceiptKey,
     cleanup: Mutex<()>,
-    /// Held while a subscription record is written, so that cleanup never
-    /// copies forward a subscription whose removal is being written.
-    subscribing: tokio::sync::Mutex<()>,
+    /// Held while a record that cleanup writes forward (a subscription, a
+    /// queue's settings) is written, so that cleanup never copies forward
+    /// one whose replacement or removal is being written, and each change
+    /// starts from the one before it.
+    forwarded: tokio::sync::Mutex<()>,
     /// Bumped whenever a subscription is set or removed.
     subscriptions_changed: tokio::sync::watch::Sender<u64>,
 }
@@ -247,21 +254,26 @@ impl Shared {
 }
 
 impl Core {
-    /// Queue `q`'s counts at wall time `now`, due delayed events made ready first.
-    fn stats(&mut self, q: u32, now: u64) -> QueueStats {
+    /// Queue `q`'s counts at wall time `now`, due delayed events made ready
+    /// first, and its settings in force under `limits`.
+    fn stats(&mut self, q: u32, now: u64, limits: &Limits) -> QueueStats {
         self.state.promote(q, now);
         let oldest = self.state.oldest_ready(q);
-        let mut stats = self.state.queues[q as usize].stats.clone();
+        let queue = &self.state.queues[q as usize];
+        let mut stats = queue.stats.clone();
+        stats.settings = queue.settings.effective(limits);
         stats.oldest_ready_age_ms = oldest.map_or(0, |at| now.saturating_sub(at));
         stats
     }
 
-    /// Names of the given queues that now have ready events.
+    /// Names of the given queues that now have ready events to lease: a
+    /// paused queue's polls sleep on until it is resumed.
     fn ready_queues(&self, touched: impl IntoIterator<Item = u32>) -> Vec<Arc<str>> {
         let mut names: Vec<Arc<str>> = Vec::new();
         for q in touched {
             let queue = &self.state.queues[q as usize];
-            if queue.stats.ready > 0 && !names.contains(&queue.name) {
+            let leasable = queue.stats.ready > 0 && !queue.settings.paused;
+            if leasable && !names.contains(&queue.name) {
                 names.push(queue.name.clone());
             }
         }
@@ -322,7 +334,7 @@ impl Broker {
             limits: options.limits,
             receipts: lease::ReceiptKey::random(),
             cleanup: Mutex::new(()),
-            subscribing: tokio::sync::Mutex::new(()),
+            forwarded: tokio::sync::Mutex::new(()),
             subscriptions_changed: tokio::sync::watch::Sender::new(0),
         };
         Ok((broker, report))
@@ -348,7 +360,7 @@ impl Broker {
         let now = self.shared.now();
         let mut core = self.shared.lock();
         (0..core.state.queues.len() as u32)
-            .map(|q| core.stats(q, now.wall))
+            .map(|q| core.stats(q, now.wall, &self.limits))
             .collect()
     }
 
@@ -360,7 +372,7 @@ impl Broker {
             .state
             .queue_id(name)
             .ok_or_else(|| BrokerError::UnknownQueue(name.to_string()))?;
-        Ok(core.stats(q, now.wall))
+        Ok(core.stats(q, now.wall, &self.limits))
     }
 
     /// Every event of a queue with its status, by id; empty for an unknown queue.

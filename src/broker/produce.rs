@@ -118,19 +118,17 @@ impl Broker {
             return Ok(Attempt::Submitted(Pending::done(Ok(answers))));
         }
         let adding = fresh.len() as u64;
-        if adding > self.limits.queue_max_size {
-            return Err(BrokerError::BatchOverQueueSize {
-                adding,
-                max: self.limits.queue_max_size,
-            });
+        let max = self.settings_of(&core, q).max_size;
+        if adding > max {
+            return Err(BrokerError::BatchOverQueueSize { adding, max });
         }
         let pending = core.state.queues[q as usize].pending();
-        if pending + adding > self.limits.queue_max_size {
+        if pending + adding > max {
             return Err(BrokerError::QueueFull {
                 queue: queue.to_string(),
                 pending,
                 adding,
-                max: self.limits.queue_max_size,
+                max,
             });
         }
         core.next_id += adding;

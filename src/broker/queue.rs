@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::order::Order;
+use super::record::OwnSettings;
+use super::settings::QueueSettings;
 
 /// Counts of a queue's events, and totals since the broker started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
     /// Queue name.
     pub name: String,
@@ -39,6 +41,9 @@ pub struct QueueStats {
     pub expired_total: u64,
     /// Dead events sent back to ready.
     pub redriven_total: u64,
+    /// The settings in force, the queue's own or the broker-wide ones.
+    /// Worked out when the counts are read, as the age below is.
+    pub settings: QueueSettings,
     /// How long the ready event that has waited longest has been visible
     /// (ms, by the broker's clock); 0 when none is ready. Worked out when the
     /// counts are read, so the copy a queue keeps always holds 0.
@@ -76,6 +81,10 @@ pub(crate) struct Queue {
     /// Events not yet applied whose enqueue is being written.
     pub reserved: u64,
     pub stats: QueueStats,
+    /// The queue's own settings, from its newest settings record.
+    pub settings: OwnSettings,
+    /// The segment of that record; `None` while the queue has none.
+    pub settings_at: Option<u64>,
 }
 
 impl Queue {
@@ -91,6 +100,8 @@ impl Queue {
             deadlines: Order::new(),
             dead: BTreeSet::new(),
             reserved: 0,
+            settings: OwnSettings::default(),
+            settings_at: None,
         }
     }
 

@@ -65,7 +65,7 @@ impl Broker {
                     delay_ms: None,
                     error: Some(LEASE_EXPIRED),
                 };
-                self.failure_record(&failure, now)
+                self.failure_record(&core, &failure, now)
             })
             .collect();
         let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {

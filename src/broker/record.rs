@@ -98,7 +98,56 @@ pub enum Record<'a> {
         #[serde(borrow)]
         queue: Cow<'a, str>,
     },
+    /// A queue's own settings, set or replaced whole; the queue exists from
+    /// this record on, with or without events. Also written again by
+    /// cleanup so that the segment holding the older copy can go.
+    Settings {
+        /// The queue.
+        #[serde(borrow)]
+        queue: Cow<'a, str>,
+        /// Its settings.
+        settings: OwnSettings,
+    },
 }
+
+/// A queue's own settings, as logged. Each `None` follows the broker-wide
+/// setting of the same name, also when that changes at a restart; the
+/// `bool`s have no broker-wide setting and are `false` unless set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnSettings {
+    /// Lease length when the consumer names none (ms), for `VISIBILITY_TIMEOUT_MS`.
+    pub visibility_timeout_ms: Option<u64>,
+    /// Failures after the first before an event is dead, for `MAX_RETRIES`.
+    pub max_retries: Option<u32>,
+    /// Delay after the first failure (ms), for `BASE_BACKOFF_MS`.
+    pub base_backoff_ms: Option<u64>,
+    /// Cap on any retry delay (ms), for `MAX_BACKOFF_MS`.
+    pub max_backoff_ms: Option<u64>,
+    /// Growth of the delay per failure, for `BACKOFF_MULTIPLIER`.
+    pub backoff_multiplier: Option<Multiplier>,
+    /// Events not yet acked nor dead, for `QUEUE_MAX_SIZE`.
+    pub max_size: Option<u64>,
+    /// How long the queue's events live (ms); `None`: for ever.
+    pub message_ttl_ms: Option<u64>,
+    /// Whether expired events go to the dead-letter queue rather than away.
+    pub dead_letter_expired: bool,
+    /// Whether leases of the queue are held back.
+    pub paused: bool,
+}
+
+/// A backoff multiplier. Compared by its bits, so that records stay `Eq`
+/// (a float is not) and a value read back is the one logged, bit for bit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Multiplier(pub f64);
+
+impl PartialEq for Multiplier {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Multiplier {}
 
 /// A webhook subscription as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +293,10 @@ impl Record<'_> {
             Record::Unsubscribe { queue } => Record::Unsubscribe {
                 queue: Cow::Owned(queue.into_owned()),
             },
+            Record::Settings { queue, settings } => Record::Settings {
+                queue: Cow::Owned(queue.into_owned()),
+                settings,
+            },
         }
     }
 
@@ -359,6 +412,24 @@ mod tests {
             }),
             Record::Unsubscribe {
                 queue: "orders".into(),
+            },
+            Record::Settings {
+                queue: "orders".into(),
+                settings: OwnSettings {
+                    visibility_timeout_ms: Some(5_000),
+                    max_retries: Some(3),
+                    base_backoff_ms: None,
+                    max_backoff_ms: Some(120_000),
+                    backoff_multiplier: Some(Multiplier(1.5)),
+                    max_size: Some(10),
+                    message_ttl_ms: Some(86_400_000),
+                    dead_letter_expired: true,
+                    paused: true,
+                },
+            },
+            Record::Settings {
+                queue: "orders".into(),
+                settings: OwnSettings::default(),
             },
         ];
         for record in records {

@@ -67,6 +67,39 @@ impl fmt::Display for Whole {
     }
 }
 
+/// Numbers, whole or not, from `min` to `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Number {
+    /// The least allowed.
+    pub min: f64,
+    /// The most allowed.
+    pub max: f64,
+}
+
+impl Number {
+    /// Whether `x` is allowed; never a value that is not finite.
+    pub fn contains(&self, x: f64) -> bool {
+        x.is_finite() && (self.min..=self.max).contains(&x)
+    }
+
+    /// `Ok(x)` when allowed, else the error naming `field`.
+    pub fn check(&self, field: &str, x: f64) -> Result<f64, BrokerError> {
+        if self.contains(x) {
+            return Ok(x);
+        }
+        Err(BrokerError::invalid(
+            field,
+            format!("expected {self}, got {x}"),
+        ))
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a number from {:.1} to {:.1}", self.min, self.max)
+    }
+}
+
 /// A text of `min` to `max` characters (Unicode scalar values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Text {
@@ -143,6 +176,28 @@ pub const DELAY_MS: Whole = Whole::millis(0, MAX_DELAY_MS);
 /// `visibility_timeout_ms` of a lease or an extend: up to 12 hours.
 pub const VISIBILITY_TIMEOUT_MS: Whole =
     Whole::millis(1, MAX_VISIBILITY_TIMEOUT.as_millis() as u64);
+
+/// A day in milliseconds: the longest retry delay.
+const DAY_MS: u64 = 86_400_000;
+
+/// `MAX_RETRIES`, and `max_retries` of a queue.
+pub const MAX_RETRIES: Whole = Whole::count(0, 1_000);
+
+/// `BASE_BACKOFF_MS` and `MAX_BACKOFF_MS`, and a queue's `base_backoff_ms`
+/// and `max_backoff_ms`: up to a day.
+pub const BACKOFF_MS: Whole = Whole::millis(0, DAY_MS);
+
+/// `BACKOFF_MULTIPLIER`, and `backoff_multiplier` of a queue.
+pub const BACKOFF_MULTIPLIER: Number = Number {
+    min: 1.0,
+    max: 100.0,
+};
+
+/// `QUEUE_MAX_SIZE`, and `max_size` of a queue.
+pub const QUEUE_MAX_SIZE: Whole = Whole::count(1, 100_000_000);
+
+/// `message_ttl_ms` of a queue: 1 ms to 30 days.
+pub const MESSAGE_TTL_MS: Whole = Whole::millis(1, MAX_DELAY_MS);
 
 /// `idempotency_key` of an event.
 pub const IDEMPOTENCY_KEY: Text = Text {
@@ -257,5 +312,13 @@ mod tests {
             "events[2].idempotency_key: expected a string of 1 to 256 characters, got 0 characters"
         );
         assert_eq!(DELAY_MS.check("delay_ms", 5).unwrap(), 5);
+        let err = BACKOFF_MULTIPLIER
+            .check("backoff_multiplier", 0.5)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backoff_multiplier: expected a number from 1.0 to 100.0, got 0.5"
+        );
+        assert!(!BACKOFF_MULTIPLIER.contains(f64::NAN));
     }
 }

@@ -143,7 +143,11 @@ impl State {
         // Records of one queue come in runs: replay looks the name up once
         // a run, not once a record.
         let last = self.last_interned as usize;
-        if self.queues.get(last).is_some_and(|queue| &*queue.name == name) {
+        if self
+            .queues
+            .get(last)
+            .is_some_and(|queue| &*queue.name == name)
+        {
             return self.last_interned;
         }
         if let Some(q) = self.queue_id(name) {
@@ -219,6 +223,15 @@ impl State {
             Record::Unsubscribe { queue } => {
                 self.subscriptions.remove(&**queue);
                 None
+            }
+            Record::Settings { queue, settings } => {
+                let q = self.intern(queue);
+                let entry = &mut self.queues[q as usize];
+                entry.settings = *settings;
+                entry.settings_at = Some(pos.segment);
+                // Due events are ready, so a resume wakes the polls waiting.
+                self.promote(q, now);
+                Some(q)
             }
         }
     }

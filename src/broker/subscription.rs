@@ -9,6 +9,7 @@ use base64::Engine as _;
 use super::address;
 use super::record::{Record, Subscribed};
 use super::rules;
+use super::settings::settings_in;
 use super::{check_queue_name, Broker, BrokerError, Core};
 
 /// A queue's webhook subscription.
@@ -69,7 +70,7 @@ impl Broker {
         decide: impl FnOnce(&Core) -> Option<Record<'r>>,
     ) -> Result<bool, BrokerError> {
         self.check_writable()?;
-        let _one_at_a_time = self.subscribing.lock().await;
+        let _one_at_a_time = self.forwarded.lock().await;
         let pending = {
             let mut core = self.shared.lock();
             let Some(record) = decide(&core) else {
@@ -104,18 +105,23 @@ impl Broker {
         self.subscriptions_changed.subscribe()
     }
 
-    /// Writes the subscriptions kept in `segment` again, so that it can be
-    /// deleted. Blocks on the log; not for async contexts.
-    pub(super) fn relocate_subscriptions(&self, segment: u64) -> Result<(), BrokerError> {
-        let _one_at_a_time = self.subscribing.blocking_lock();
+    /// Writes the subscriptions and queue settings kept in `segment` again,
+    /// so that it can be deleted. Blocks on the log; not for async contexts.
+    pub(super) fn relocate_kept(&self, segment: u64) -> Result<(), BrokerError> {
+        let _one_at_a_time = self.forwarded.blocking_lock();
         let pending = {
             let mut core = self.shared.lock();
-            let copies = core.state.subscriptions_in(segment);
-            if copies.is_empty() {
+            let mut records: Vec<Record<'static>> = core
+                .state
+                .subscriptions_in(segment)
+                .into_iter()
+                .map(Record::Subscribe)
+                .collect();
+            records.extend(settings_in(&core.state, segment));
+            if records.is_empty() {
                 return Ok(());
             }
             self.check_writable()?;
-            let records = copies.into_iter().map(Record::Subscribe).collect();
             self.submit(&mut core, records, Box::new(|_: &mut Core, r| r))
         };
         pending.wait()

@@ -144,7 +144,6 @@ fn open(
 
 /// What the API needs around `broker`: no auth, no CORS, no rate limit.
 pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
-    let max = broker.limits().queue_max_size;
     event_broker::api::AppState::from(event_broker::api::AppParts {
         broker,
         shutdown: Default::default(),
@@ -153,7 +152,7 @@ pub fn app_state(broker: Arc<Broker>) -> event_broker::api::AppState {
         token: None,
         admin_token: None,
         origins: Arc::new(Vec::new()),
-        metrics: Arc::new(event_broker::metrics::Metrics::new(max)),
+        metrics: Arc::new(event_broker::metrics::Metrics::new()),
         limiter: None,
     })
 }
