@@ -25,13 +25,16 @@ const PAGE_IDS: u64 = 1024;
 /// A page that holds fewer live events than this gives them to the stragglers.
 const SPARSE_BELOW: u32 = 16;
 
-struct Page {
+/// The events of `PAGE_IDS` consecutive ids.
+pub(crate) struct Page {
     slots: Box<[Option<Event>]>,
     live: u32,
 }
 
 impl Page {
-    fn new() -> Self {
+    /// An empty page, its memory written once, so that the system has given
+    /// the thread that makes it every byte of it.
+    pub fn new() -> Self {
         Page {
             slots: vec![None; PAGE_IDS as usize].into_boxed_slice(),
             live: 0,
@@ -49,6 +52,8 @@ pub(crate) struct EventIndex {
     /// Events whose page is gone.
     stragglers: BTreeMap<u64, Event>,
     len: usize,
+    /// Empty pages made ahead by another thread, taken before new ones.
+    spare: Vec<Page>,
 }
 
 impl std::fmt::Debug for EventIndex {
@@ -57,12 +62,18 @@ impl std::fmt::Debug for EventIndex {
             .field("len", &self.len)
             .field("pages", &self.pages.iter().flatten().count())
             .field("stragglers", &self.stragglers.len())
+            .field("spare", &self.spare.len())
             .finish()
     }
 }
 
 fn split(id: u64) -> (u64, usize) {
     (id / PAGE_IDS, (id % PAGE_IDS) as usize)
+}
+
+/// The page an id is in.
+pub(crate) fn page_of(id: u64) -> u64 {
+    split(id).0
 }
 
 impl EventIndex {
@@ -157,7 +168,20 @@ impl EventIndex {
         while self.end() < page {
             self.pages.push_back(None);
         }
-        self.pages.push_back(Some(Page::new()));
+        let fresh = self.spare.pop().unwrap_or_else(Page::new);
+        self.pages.push_back(Some(fresh));
+    }
+
+    /// Keeps empty pages to take before making new ones. Replay has them
+    /// made on its decoding thread: a page's memory, written for the first
+    /// time, is most of what inserting the events of a page costs.
+    pub fn add_spare(&mut self, pages: Vec<Page>) {
+        self.spare.extend(pages);
+    }
+
+    /// Gives back the spare pages left.
+    pub fn drop_spare(&mut self) {
+        self.spare = Vec::new();
     }
 
     /// Whether `page` is the newest, where new ids still go.

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::sync::{mpsc, Arc};
 
+use super::index::{page_of, Page};
 use super::record::{self, Record, Stored};
 use super::state::State;
 use super::BrokerError;
@@ -41,7 +42,13 @@ enum Item {
     Other { pos: Position, body: Box<[u8]> },
 }
 
-type Chunk = Vec<Item>;
+/// Records to apply, and the index pages their enqueues will fill, made
+/// on the decoding thread (see [`add_spare`](super::index::EventIndex::add_spare)).
+#[derive(Default)]
+struct Chunk {
+    items: Vec<Item>,
+    pages: Vec<Page>,
+}
 
 /// Opens the log and applies every record of it to `state`: the log, what
 /// its recovery found, and the number of records.
@@ -102,7 +109,9 @@ pub(super) fn open(
         })
     });
     // A thread that could not be started touched nothing of the log.
-    threaded.unwrap_or_else(|| alone(options, state, now))
+    let opened = threaded.unwrap_or_else(|| alone(options, state, now));
+    state.events.drop_spare();
+    opened
 }
 
 /// Opens the log and replays it on this thread only.
@@ -133,8 +142,9 @@ fn alone(
 
 /// Applies a chunk; how many records it held.
 fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> {
-    let records = chunk.len() as u64;
-    for item in chunk {
+    let records = chunk.items.len() as u64;
+    state.events.add_spare(chunk.pages);
+    for item in chunk.items {
         match item {
             Item::Enqueue {
                 pos,
@@ -174,6 +184,8 @@ struct Decoder {
     chunk: Chunk,
     /// The queue of the enqueue decoded last: one allocation a run of them.
     queue: Option<Arc<str>>,
+    /// The newest index page made for the chunks.
+    page: Option<u64>,
 }
 
 impl Decoder {
@@ -190,13 +202,13 @@ impl Decoder {
                 .map_err(BrokerError::from)
                 .and_then(|(pos, body)| self.item(pos, body))
             {
-                Ok(item) => self.chunk.push(item),
+                Ok(item) => self.chunk.items.push(item),
                 Err(e) => {
                     sink(Err(e));
                     return false;
                 }
             }
-            if self.chunk.len() == CHUNK && !sink(Ok(self.take())) {
+            if self.chunk.items.len() == CHUNK && !sink(Ok(self.take())) {
                 return false;
             }
         }
@@ -205,13 +217,17 @@ impl Decoder {
 
     /// Hands over what is left.
     fn flush(&mut self, mut sink: impl FnMut(Result<Chunk, BrokerError>) -> bool) {
-        if !self.chunk.is_empty() {
+        if !self.chunk.items.is_empty() {
             sink(Ok(self.take()));
         }
     }
 
     fn take(&mut self) -> Chunk {
-        std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK))
+        let fresh = Chunk {
+            items: Vec::with_capacity(CHUNK),
+            pages: Vec::new(),
+        };
+        std::mem::replace(&mut self.chunk, fresh)
     }
 
     fn item(&mut self, pos: Position, body: &[u8]) -> Result<Item, BrokerError> {
@@ -226,6 +242,11 @@ impl Decoder {
                 body: Box::from(body),
             });
         };
+        let page = page_of(stored.id);
+        if self.page.is_none_or(|made| page > made) {
+            self.chunk.pages.push(Page::new());
+            self.page = Some(page);
+        }
         let queue = match &self.queue {
             Some(q) if **q == *stored.queue => q.clone(),
             _ => self.queue.insert(Arc::from(&*stored.queue)).clone(),
