@@ -20,7 +20,7 @@ const PRODUCER: &str = "producer-s3cret";
 const ADMIN: &str = "admin-s3cret";
 
 /// The routes that need the admin token, with a body each accepts.
-const ADMIN_ROUTES: [(Method, &str, Option<&str>); 5] = [
+const ADMIN_ROUTES: [(Method, &str, Option<&str>); 9] = [
     (Method::POST, "/api/queues/q/dlq/purge", Some("{}")),
     (Method::POST, "/api/queues/q/dlq/redrive", Some("{}")),
     (Method::POST, "/api/admin/checkpoint", None),
@@ -32,6 +32,10 @@ const ADMIN_ROUTES: [(Method, &str, Option<&str>); 5] = [
         Some(r#"{"url": "https://93.184.215.14/hook"}"#),
     ),
     (Method::DELETE, "/api/queues/q/subscription", None),
+    (Method::PUT, "/api/queues/q", Some(r#"{"max_retries": 0}"#)),
+    (Method::PATCH, "/api/queues/q", Some(r#"{"max_size": 100}"#)),
+    (Method::POST, "/api/queues/q/pause", None),
+    (Method::POST, "/api/queues/q/resume", None),
 ];
 
 /// A broker with both tokens set, and one dead event in queue `q`.
@@ -147,7 +151,8 @@ async fn a_producer_token_produces_and_consumes_but_gets_403_on_every_admin_rout
         );
     }
     // Refused before anything was done: the dead event is neither purged
-    // nor redriven, and no subscription was set.
+    // nor redriven, no subscription was set, and the queue's settings and
+    // pause are as they were.
     assert_eq!(dead(&api).await, 1);
     let (s, _) = call(
         &api,
@@ -158,6 +163,12 @@ async fn a_producer_token_produces_and_consumes_but_gets_403_on_every_admin_rout
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, v) = call(&api, Method::GET, "/api/queues/q", None, Some(ADMIN)).await;
+    assert_eq!(
+        (&v["paused"], &v["settings"]["max_size"]),
+        (&serde_json::json!(false), &serde_json::json!(5)),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -318,7 +329,10 @@ async fn the_openapi_document_marks_exactly_the_admin_routes() {
     }
     let mut admin: Vec<String> = ADMIN_ROUTES
         .iter()
-        .map(|(method, uri, _)| format!("{method} {}", uri.replace("/q/", "/{queue}/")))
+        .map(|(method, uri, _)| {
+            let path = format!("{uri}/").replace("/q/", "/{queue}/");
+            format!("{method} {}", path.trim_end_matches('/'))
+        })
         .collect();
     marked.sort();
     admin.sort();
@@ -333,6 +347,10 @@ async fn admin_routes_answer(api: &Api, token: &str) {
         StatusCode::OK,
         StatusCode::OK,
         StatusCode::NO_CONTENT,
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::OK,
     ];
     for ((method, uri, body), want) in ADMIN_ROUTES.into_iter().zip(want) {
         let (s, v) = call(api, method.clone(), uri, body, Some(token)).await;

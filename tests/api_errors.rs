@@ -79,6 +79,7 @@ const REDRIVE: &str = "/api/queues/q/dlq/redrive";
 const PURGE: &str = "/api/queues/q/dlq/purge";
 const SUBSCRIPTION: &str = "/api/queues/q/subscription";
 const CHECKPOINT: &str = "/api/admin/checkpoint";
+const QUEUE: &str = "/api/queues/q";
 
 fn rows() -> Vec<Row> {
     let long_error = format!(
@@ -100,6 +101,11 @@ fn rows() -> Vec<Row> {
         )
     };
     let get = |uri, path| row(Method::GET, uri, None, 400, "invalid_request", path);
+    let settings = |method: Method, body: &str, path| {
+        row(method, QUEUE, Some(body), 400, "invalid_request", path)
+    };
+    let put_settings = |body: &str, path| settings(Method::PUT, body, path);
+    let patch_settings = |body: &str, path| settings(Method::PATCH, body, path);
     vec![
         // One event.
         post(EVENTS, r#"{"payload": 1, "delay_ms": "5"}"#, "delay_ms"),
@@ -276,6 +282,35 @@ fn rows() -> Vec<Row> {
         ),
         put(r#"{"url": "http://example.com", "hook": 1}"#, "hook"),
         put(r#"["http://example.com"]"#, "body"),
+        // A queue's settings.
+        put_settings(r#"{"visibility_timeout_ms": 0}"#, "visibility_timeout_ms"),
+        put_settings(
+            r#"{"visibility_timeout_ms": 43200001}"#,
+            "visibility_timeout_ms",
+        ),
+        put_settings(r#"{"max_retries": -1}"#, "max_retries"),
+        put_settings(r#"{"max_retries": 1001}"#, "max_retries"),
+        put_settings(r#"{"max_retries": "3"}"#, "max_retries"),
+        put_settings(r#"{"base_backoff_ms": 1.5}"#, "base_backoff_ms"),
+        put_settings(r#"{"base_backoff_ms": 86400001}"#, "base_backoff_ms"),
+        put_settings(r#"{"max_backoff_ms": -1}"#, "max_backoff_ms"),
+        put_settings(r#"{"backoff_multiplier": 0.5}"#, "backoff_multiplier"),
+        put_settings(r#"{"backoff_multiplier": 101}"#, "backoff_multiplier"),
+        put_settings(r#"{"backoff_multiplier": "2"}"#, "backoff_multiplier"),
+        put_settings(r#"{"max_size": 0}"#, "max_size"),
+        put_settings(r#"{"max_size": 100000001}"#, "max_size"),
+        put_settings(r#"{"message_ttl_ms": 0}"#, "message_ttl_ms"),
+        put_settings(r#"{"message_ttl_ms": 2592000001}"#, "message_ttl_ms"),
+        put_settings(r#"{"message_ttl_ms": "1h"}"#, "message_ttl_ms"),
+        put_settings(r#"{"dead_letter_expired": "yes"}"#, "dead_letter_expired"),
+        put_settings(r#"{"paused": 1}"#, "paused"),
+        put_settings(r#"{"pause": true}"#, "pause"),
+        put_settings(r#"{"paused": true, "paused": false}"#, "paused"),
+        put_settings("[]", "body"),
+        put_settings("", "body"),
+        patch_settings(r#"{"max_retries": 2.5}"#, "max_retries"),
+        patch_settings(r#"{"max_size": null, "colour": 1}"#, "colour"),
+        patch_settings("true", "body"),
         // Checkpoints.
         post(CHECKPOINT, r#"{"name": 5}"#, "name"),
         post(CHECKPOINT, r#"{"name": "../up"}"#, "name"),
@@ -396,6 +431,33 @@ async fn a_message_says_what_is_allowed_and_what_came() {
         message(v),
         "colour: unknown field; the fields here are payload, delay_ms, idempotency_key, headers"
     );
+    let api = &api;
+    let put = |body: &'static str| async move {
+        let (_, v, _) = api.call(Method::PUT, QUEUE, Some(body)).await;
+        message(v)
+    };
+    assert_eq!(
+        put(r#"{"backoff_multiplier": 0.5}"#).await,
+        "backoff_multiplier: expected a number from 1.0 to 100.0, got 0.5"
+    );
+    assert_eq!(
+        put(r#"{"backoff_multiplier": true}"#).await,
+        "backoff_multiplier: expected a number from 1.0 to 100.0, got true"
+    );
+    assert_eq!(
+        put(r#"{"max_retries": 1001}"#).await,
+        "max_retries: expected a whole number from 0 to 1000, got 1001"
+    );
+    assert_eq!(
+        put(r#"{"message_ttl_ms": 2592000001}"#).await,
+        "message_ttl_ms: expected a whole number of milliseconds from 1 to 2592000000, got 2592000001"
+    );
+    assert_eq!(
+        put(r#"{"pause": true}"#).await,
+        "pause: unknown field; the fields here are visibility_timeout_ms, max_retries, \
+         base_backoff_ms, max_backoff_ms, backoff_multiplier, max_size, message_ttl_ms, \
+         dead_letter_expired, paused"
+    );
 }
 
 #[tokio::test]
@@ -458,6 +520,8 @@ async fn a_wrong_method_gets_405_with_the_error_body_and_allow() {
         (Method::GET, LEASE, "POST"),
         (Method::POST, "/api/queues", "GET"),
         (Method::PATCH, SUBSCRIPTION, "PUT"),
+        (Method::POST, QUEUE, "PATCH"),
+        (Method::GET, "/api/queues/q/pause", "POST"),
     ] {
         let (s, v, headers) = api.call(method.clone(), uri, None).await;
         assert_error(

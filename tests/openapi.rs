@@ -15,7 +15,7 @@ use event_broker::broker::rules;
 use serde_json::Value;
 
 /// Every operation: method, path, operationId and tag.
-const OPERATIONS: [(&str, &str, &str, &str); 19] = [
+const OPERATIONS: [(&str, &str, &str, &str); 23] = [
     (
         "post",
         "/api/queues/{queue}/events",
@@ -33,6 +33,20 @@ const OPERATIONS: [(&str, &str, &str, &str); 19] = [
     ),
     ("get", "/api/queues", "listQueues", "queues"),
     ("get", "/api/queues/{queue}", "getQueue", "queues"),
+    ("put", "/api/queues/{queue}", "putQueueSettings", "queues"),
+    (
+        "patch",
+        "/api/queues/{queue}",
+        "patchQueueSettings",
+        "queues",
+    ),
+    ("post", "/api/queues/{queue}/pause", "pauseQueue", "queues"),
+    (
+        "post",
+        "/api/queues/{queue}/resume",
+        "resumeQueue",
+        "queues",
+    ),
     ("get", "/api/queues/{queue}/dlq", "listDeadLetters", "dlq"),
     (
         "post",
@@ -198,7 +212,7 @@ async fn every_ref_resolves() {
             }
         }
     }
-    assert_eq!(links, 6);
+    assert_eq!(links, 10);
     // The enqueue answers either form, both defined.
     let answer = &doc["paths"]["/api/queues/{queue}/events"]["post"]["responses"]["201"];
     let schema = &answer["content"]["application/json"]["schema"];
@@ -309,7 +323,17 @@ async fn optional_fields_are_nullable_where_null_means_absent_and_only_there() {
         ("SubscriptionIn", "concurrency"),
         ("SubscriptionIn", "timeout_ms"),
         ("SubscriptionIn", "secret"),
+        ("SettingsIn", "visibility_timeout_ms"),
+        ("SettingsIn", "max_retries"),
+        ("SettingsIn", "base_backoff_ms"),
+        ("SettingsIn", "max_backoff_ms"),
+        ("SettingsIn", "backoff_multiplier"),
+        ("SettingsIn", "max_size"),
+        ("SettingsIn", "message_ttl_ms"),
+        ("SettingsIn", "dead_letter_expired"),
+        ("SettingsIn", "paused"),
         ("CheckpointIn", "name"),
+        ("QueueSettings", "message_ttl_ms"),
     ] {
         assert!(nullable(field(&doc, schema, name)), "{schema}.{name}");
     }
@@ -336,6 +360,7 @@ async fn optional_fields_are_nullable_where_null_means_absent_and_only_there() {
         "NackIn",
         "ExtendIn",
         "SubscriptionIn",
+        "SettingsIn",
         "CheckpointIn",
     ] {
         let schema = &doc["components"]["schemas"][name];
@@ -410,6 +435,32 @@ async fn bounds_and_patterns_are_the_ones_the_server_checks() {
         rules::WEBHOOK_TIMEOUT_MS,
         "timeout_ms",
     );
+    for name in ["SettingsIn", "QueueSettings"] {
+        for (setting, rule) in [
+            ("visibility_timeout_ms", rules::VISIBILITY_TIMEOUT_MS),
+            ("max_retries", rules::MAX_RETRIES),
+            ("base_backoff_ms", rules::BACKOFF_MS),
+            ("max_backoff_ms", rules::BACKOFF_MS),
+            ("max_size", rules::QUEUE_MAX_SIZE),
+            ("message_ttl_ms", rules::MESSAGE_TTL_MS),
+        ] {
+            whole(field(&doc, name, setting), rule, setting);
+        }
+        let multiplier = field(&doc, name, "backoff_multiplier");
+        let number = multiplier["type"] == "number" || multiplier["type"][0] == "number";
+        assert!(number, "{name}: {multiplier}");
+        assert_eq!(
+            (
+                multiplier["minimum"].as_f64(),
+                multiplier["maximum"].as_f64()
+            ),
+            (
+                Some(rules::BACKOFF_MULTIPLIER.min),
+                Some(rules::BACKOFF_MULTIPLIER.max)
+            ),
+            "{name}: {multiplier}"
+        );
+    }
     let key = field(&doc, "EventIn", "idempotency_key");
     assert_eq!(
         (key["minLength"].as_u64(), key["maxLength"].as_u64()),

@@ -1,12 +1,13 @@
 //! The real binary on a free loopback port: SIGTERM under load exits cleanly
 //! and keeps every acknowledged write; SIGKILL under load loses no
-//! acknowledged event.
+//! acknowledged event; a paused queue under long-polling consumers delivers
+//! nothing until it is resumed, and its settings survive SIGKILL.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -218,4 +219,236 @@ fn healthcheck_command_exits_0_only_when_the_broker_is_ready() {
     assert!(check().success());
     drop(server);
     assert!(!check().success());
+}
+
+/// Where a paused-queue run is: consuming, paused (the pause answered), or
+/// resuming (the resume about to be sent).
+const RUNNING: u8 = 0;
+const PAUSED: u8 = 1;
+const RESUMING: u8 = 2;
+
+/// What one long-polling consumer of a paused-queue run saw.
+#[derive(Default)]
+struct Polled {
+    /// Ids it leased and acked.
+    acked: Vec<u64>,
+    /// Polls sent once the pause was answered that answered empty.
+    empty_while_paused: usize,
+    /// Events got by polls sent once the pause was answered, before the resume.
+    leased_while_paused: usize,
+    /// Events it got after the resume.
+    after_resume: usize,
+}
+
+/// What every consumer saw, by consumer, and a signal at each answer.
+type Consumers = Arc<(Mutex<Vec<Polled>>, Condvar)>;
+
+/// Consumer `me`: long-polls `queue` in rounds of a second and acks what
+/// it gets, until `done`.
+fn long_poller(
+    base: String,
+    queue: &'static str,
+    me: usize,
+    phase: Arc<AtomicU8>,
+    done: Arc<AtomicBool>,
+    seen: Consumers,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        let lease = format!("{base}/api/queues/{queue}/lease");
+        while !done.load(Ordering::SeqCst) {
+            let sent_in = phase.load(Ordering::SeqCst);
+            let Some(v) = post(&client, &lease, json!({"max": 10, "wait_ms": 1000})) else {
+                continue;
+            };
+            let got_in = phase.load(Ordering::SeqCst);
+            let events = v["events"].as_array().unwrap().clone();
+            let (all, answered) = &*seen;
+            {
+                let polled = &mut all.lock().unwrap()[me];
+                match (sent_in, got_in, events.is_empty()) {
+                    (PAUSED, PAUSED, true) => polled.empty_while_paused += 1,
+                    (PAUSED, PAUSED, false) => polled.leased_while_paused += events.len(),
+                    (_, RESUMING, false) => polled.after_resume += events.len(),
+                    _ => {}
+                }
+                answered.notify_all();
+            }
+            if events.is_empty() {
+                continue;
+            }
+            let receipts: Vec<&str> = events
+                .iter()
+                .map(|e| e["receipt"].as_str().unwrap())
+                .collect();
+            let url = format!("{base}/api/queues/{queue}/ack");
+            let acked =
+                post(&client, &url, json!({"receipts": receipts})).expect("an ack, paused or not");
+            let polled = &mut all.lock().unwrap()[me];
+            for (e, r) in events.iter().zip(acked["results"].as_array().unwrap()) {
+                assert_eq!(r["status"], "ok", "{acked}");
+                polled.acked.push(e["id"].as_u64().unwrap());
+            }
+            answered.notify_all();
+        }
+    })
+}
+
+/// A request that must succeed; its JSON answer.
+fn call(
+    client: &reqwest::blocking::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().expect("the broker answers");
+    assert!(answer.status().is_success(), "{url}: {}", answer.status());
+    answer.json().expect("a JSON answer")
+}
+
+/// Enqueues the payloads `from..from + n` on `queue`; their ids.
+fn enqueue_range(
+    client: &reqwest::blocking::Client,
+    queue_url: &str,
+    from: u64,
+    n: u64,
+) -> Vec<u64> {
+    let batch: Vec<Value> = (from..from + n).map(|i| json!({"payload": i})).collect();
+    let url = format!("{queue_url}/events");
+    let v = call(
+        client,
+        reqwest::Method::POST,
+        &url,
+        Some(Value::Array(batch)),
+    );
+    let ids = v["ids"].as_array().unwrap();
+    ids.iter().map(|id| id.as_u64().unwrap()).collect()
+}
+
+/// Waits until every consumer's record passes `enough`.
+fn wait_for(seen: &Consumers, what: &str, enough: impl Fn(&[Polled]) -> bool) {
+    let (all, answered) = &**seen;
+    let (_all, waited) = answered
+        .wait_timeout_while(all.lock().unwrap(), Duration::from_secs(60), |all| {
+            !enough(all)
+        })
+        .unwrap();
+    assert!(!waited.timed_out(), "{what}");
+}
+
+#[test]
+fn a_paused_queue_delivers_nothing_until_resumed_and_its_settings_survive_a_kill() {
+    const CONSUMERS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = reqwest::blocking::Client::new();
+    let queue_url = format!("{}/api/queues/paused-load", server.base);
+    let settings = json!({"visibility_timeout_ms": 60000, "max_retries": 2, "max_size": 5000});
+    call(&client, reqwest::Method::PUT, &queue_url, Some(settings));
+    let mut enqueued = enqueue_range(&client, &queue_url, 0, 300);
+
+    let phase = Arc::new(AtomicU8::new(RUNNING));
+    let done = Arc::new(AtomicBool::new(false));
+    let seen: Consumers = Arc::new((
+        Mutex::new((0..CONSUMERS).map(|_| Polled::default()).collect()),
+        Condvar::new(),
+    ));
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|me| {
+            let (base, phase, done, seen) = (
+                server.base.clone(),
+                phase.clone(),
+                done.clone(),
+                seen.clone(),
+            );
+            long_poller(base, "paused-load", me, phase, done, seen)
+        })
+        .collect();
+    // Paused while the consumers work through the load; enqueues go on.
+    wait_for(&seen, "a consumer acked nothing", |all| {
+        all.iter().all(|p| !p.acked.is_empty())
+    });
+    let paused = call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{queue_url}/pause"),
+        None,
+    );
+    assert_eq!(paused["paused"], true, "{paused}");
+    phase.store(PAUSED, Ordering::SeqCst);
+    enqueued.extend(enqueue_range(&client, &queue_url, 300, 100));
+    wait_for(
+        &seen,
+        "a consumer's poll never answered while paused",
+        |all| all.iter().all(|p| p.empty_while_paused > 0),
+    );
+
+    // Resumed while every consumer has a long poll out.
+    phase.store(RESUMING, Ordering::SeqCst);
+    let resumed = call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{queue_url}/resume"),
+        None,
+    );
+    assert_eq!(resumed["paused"], false, "{resumed}");
+    assert!(resumed["ready"].as_u64().unwrap() >= 100, "{resumed}");
+    let total = enqueued.len();
+    wait_for(&seen, "the events were not all acked", |all| {
+        all.iter().map(|p| p.acked.len()).sum::<usize>() >= total
+    });
+    done.store(true, Ordering::SeqCst);
+    for consumer in consumers {
+        consumer.join().unwrap();
+    }
+    let mut acked = Vec::new();
+    for (me, p) in seen.0.lock().unwrap().iter().enumerate() {
+        assert_eq!(
+            p.leased_while_paused, 0,
+            "consumer {me} leased while paused"
+        );
+        assert!(
+            p.after_resume > 0,
+            "consumer {me} got nothing after the resume"
+        );
+        acked.extend(p.acked.iter().copied());
+    }
+    acked.sort_unstable();
+    enqueued.sort_unstable();
+    assert_eq!(acked, enqueued, "every event acked once");
+
+    // Paused again, then killed: the settings and the pause are in the log.
+    call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{queue_url}/pause"),
+        None,
+    );
+    drop(server);
+    let server = Server::start(dir.path());
+    let queue_url = format!("{}/api/queues/paused-load", server.base);
+    let shown = call(&client, reqwest::Method::GET, &queue_url, None);
+    let s = &shown["settings"];
+    assert_eq!(
+        (
+            &shown["paused"],
+            &s["visibility_timeout_ms"],
+            &s["max_retries"],
+            &s["max_size"]
+        ),
+        (&json!(true), &json!(60000), &json!(2), &json!(5000)),
+        "{shown}"
+    );
+    enqueue_range(&client, &queue_url, 400, 1);
+    let lease_url = format!("{queue_url}/lease");
+    let lease = call(&client, reqwest::Method::POST, &lease_url, Some(json!({})));
+    assert_eq!(
+        lease,
+        json!({"events": []}),
+        "leased from a queue paused before the kill"
+    );
 }

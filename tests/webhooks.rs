@@ -1,6 +1,7 @@
 //! Push delivery end to end: subscriptions set through the HTTP API of a
 //! server on a loopback port, a webhook receiver on another, and the worker
-//! pool in between. Tests wait on the pool's outcomes, never on time.
+//! pool in between. Tests wait on the pool's outcomes, never on time. A
+//! paused queue's workers wait for the resume.
 //! The receivers listen on loopback, so most tests allow private addresses
 //! (`WEBHOOK_ALLOW_PRIVATE`); those of the address rule do not.
 
@@ -368,6 +369,43 @@ async fn a_call_past_its_timeout_or_refused_is_a_failed_delivery() {
         !error.contains("127.0.0.1"),
         "the URL stays out of the error: {error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_not_pushed_until_it_is_resumed() {
+    let mut s = Setup::start(hook_limits()).await;
+    let paused = json!({ "paused": true });
+    let (status, shown) = s
+        .call(reqwest::Method::PUT, "/api/queues/held", Some(paused))
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    let body = json!({ "url": s.hook_url, "concurrency": 2 });
+    assert_eq!(s.subscribe("held", body.clone()).await.0, 200);
+    let held = s.enqueue("held", json!("held")).await;
+
+    // The pool goes on with the queue beside it meanwhile.
+    assert_eq!(s.subscribe("open", body).await.0, 200);
+    let open = s.enqueue("open", json!("open")).await;
+    let call = s.next_call().await;
+    let event: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(event["id"], open, "{event}");
+    assert_eq!(s.next_outcome().await.id, open);
+    assert!(s.calls.try_recv().is_err(), "a paused queue was pushed");
+    let queue = s.queue("held").await;
+    assert_eq!(
+        (&queue["ready"], &queue["in_flight"]),
+        (&json!(1), &json!(0)),
+        "{queue}"
+    );
+
+    let (status, _) = s
+        .call(reqwest::Method::POST, "/api/queues/held/resume", None)
+        .await;
+    assert_eq!(status, 200);
+    let call = s.next_call().await;
+    let event: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(event["id"], held, "{event}");
+    assert_eq!(s.next_outcome().await.error, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,12 +20,14 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
 
 use super::ApiError;
-use crate::broker::rules::{Text, Whole};
+use crate::broker::rules::{Number, Text, Whole};
 
 /// What a request may hold at one place.
 pub(crate) enum Rule {
     /// A whole number in a range.
     Whole(Whole),
+    /// A number, whole or not, in a range.
+    Number(Number),
     /// An event id: any whole number.
     Id,
     /// A string of a length in a range.
@@ -100,6 +102,7 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Whole(whole) => whole.fmt(f),
+            Rule::Number(number) => number.fmt(f),
             Rule::Id => f.write_str("an event id (a whole number)"),
             Rule::Text(text) => text.fmt(f),
             Rule::Str(what) => f.write_str(what),
@@ -284,6 +287,8 @@ fn check(node: &Node, rule: &Rule, at: &Path) -> Option<String> {
         | (Rule::Str(_), Node::Str(_))
         | (Rule::Bool, Node::Bool(_)) => None,
         (Rule::Whole(whole), Node::Unsigned(n)) if whole.contains(*n) => None,
+        (Rule::Number(number), Node::Unsigned(n)) if number.contains(*n as f64) => None,
+        (Rule::Number(number), Node::Float(x)) if number.contains(*x) => None,
         (Rule::Text(text), Node::Str(chars)) if (text.min..=text.max).contains(chars) => None,
         (Rule::Text(text), Node::Str(chars)) => {
             Some(format!("{at}: expected {text}, got {chars} characters"))

@@ -19,6 +19,7 @@ mod ops;
 mod path;
 mod queues;
 pub mod ratelimit;
+mod settings;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -151,13 +152,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes that change or drop what other clients rely on: checkpoints,
-/// DLQ purge and redrive, subscription changes (and queue settings or
-/// deletion, when they come, belong here too). With `ADMIN_TOKEN` set, only
-/// it opens them; the check runs on these routes alone, not on every request.
+/// DLQ purge and redrive, subscription changes, queue settings and pausing
+/// (and queue deletion, when it comes, belongs here too). With
+/// `ADMIN_TOKEN` set, only it opens them; the check runs on these routes
+/// alone, not on every request.
 fn admin_routes(tokens: &Arc<auth::Tokens>) -> Router<AppState> {
     let routes = Router::new()
         .merge(admin::router())
         .merge(queues::admin_router())
+        .merge(settings::admin_router())
         .merge(subscriptions::admin_router());
     match tokens.admin {
         Some(_) => routes.route_layer(middleware::from_fn_with_state(

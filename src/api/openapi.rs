@@ -20,9 +20,10 @@
 //!   rate limit, timeout, the queue in the path, the JSON body) are added to
 //!   each operation by [`Contract`], from shared responses, so that no route
 //!   forgets one;
-//! - links follow a queue from an enqueue to its reads, and a subscription
-//!   from its `PUT` to its `GET` and `DELETE`, so that stateful tests reach
-//!   resources that exist.
+//! - links follow a queue from an enqueue to its reads, a queue's settings
+//!   from their `PUT` to its `GET`, `PATCH`, pause and resume, and a
+//!   subscription from its `PUT` to its `GET` and `DELETE`, so that stateful
+//!   tests reach resources that exist.
 
 #![allow(dead_code)] // The schema types are read by the derive, never built.
 
@@ -70,6 +71,10 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
         super::leases::extend,
         super::queues::list,
         super::queues::one,
+        super::settings::replace,
+        super::settings::change,
+        super::settings::pause,
+        super::settings::resume,
         super::queues::dlq,
         super::queues::redrive,
         super::queues::purge,
@@ -89,7 +94,7 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
     tags(
         (name = "events", description = "Producing events"),
         (name = "leases", description = "Consuming events under leases"),
-        (name = "queues", description = "Queues and their counts"),
+        (name = "queues", description = "Queues: their counts and settings, pausing and resuming"),
         (name = "dlq", description = "Dead-letter queues"),
         (name = "subscriptions", description = "Push delivery to webhooks"),
         (name = "operations", description = "Health, status, metrics and this document"),
@@ -153,7 +158,7 @@ type Link = (&'static str, &'static str, &'static str);
 /// The links of the document, per answer (path, method, status): to the
 /// operations on the same queue, by name, operationId and description. Leases link to nothing: their receipts are
 /// in the answer only when there were events to lease.
-const LINKS: [(&str, &str, &str, &[Link]); 3] = [
+const LINKS: [(&str, &str, &str, &[Link]); 4] = [
     (
         "/api/queues/{queue}/events",
         "post",
@@ -166,6 +171,21 @@ const LINKS: [(&str, &str, &str, &[Link]); 3] = [
                 "listDeadLetters",
                 "The queue's dead letters",
             ),
+        ],
+    ),
+    (
+        "/api/queues/{queue}",
+        "put",
+        "200",
+        &[
+            ("GetQueue", "getQueue", "The queue, which exists now"),
+            (
+                "PatchQueueSettings",
+                "patchQueueSettings",
+                "Change some of its settings",
+            ),
+            ("PauseQueue", "pauseQueue", "Pause it"),
+            ("ResumeQueue", "resumeQueue", "Resume it"),
         ],
     ),
     (
@@ -211,13 +231,14 @@ fn property<'a>(doc: &'a mut Document, name: &str, field: &str) -> Option<&'a mu
 
 /// The request bodies, which the server reads strictly: an unknown field is
 /// refused, so the schemas allow none.
-const REQUEST_BODIES: [&str; 7] = [
+const REQUEST_BODIES: [&str; 8] = [
     "EventIn",
     "LeaseIn",
     "ReceiptsIn",
     "NackIn",
     "ExtendIn",
     "SubscriptionIn",
+    "SettingsIn",
     "CheckpointIn",
 ];
 
@@ -253,6 +274,7 @@ impl Modify for Contract {
             let operations = [
                 &mut item.get,
                 &mut item.put,
+                &mut item.patch,
                 &mut item.post,
                 &mut item.delete,
             ];
@@ -273,12 +295,16 @@ impl Modify for Contract {
 }
 
 /// The operations of the routes that `api::router` puts behind `ADMIN_TOKEN`.
-const ADMIN_OPERATIONS: [&str; 5] = [
+const ADMIN_OPERATIONS: [&str; 9] = [
     "createCheckpoint",
     "redriveDeadLetters",
     "purgeDeadLetters",
     "putSubscription",
     "deleteSubscription",
+    "putQueueSettings",
+    "patchQueueSettings",
+    "pauseQueue",
+    "resumeQueue",
 ];
 
 /// utoipa writes the body of an `Option<T>` as `oneOf: [null, T]`; the
@@ -579,7 +605,8 @@ pub struct Results {
     results: Vec<ReceiptResult>,
 }
 
-/// A queue's counts: events in each state now, and totals since the start.
+/// A queue: events in each state now, totals since the start, and its
+/// settings in force.
 #[derive(ToSchema)]
 pub struct QueueOut {
     name: String,
@@ -590,6 +617,80 @@ pub struct QueueOut {
     enqueued_total: u64,
     acked_total: u64,
     dead_lettered_total: u64,
+    /// Whether its leases are held back; the same as `settings.paused`.
+    paused: bool,
+    settings: QueueSettings,
+}
+
+/// A queue's settings in force: its own, or the broker-wide setting of the
+/// same name where it has none.
+#[derive(ToSchema)]
+pub struct QueueSettings {
+    /// Lease length when the consumer names none.
+    #[schema(minimum = 1, maximum = 43200000u64)]
+    visibility_timeout_ms: u64,
+    /// Failures after the first before an event is dead-lettered.
+    #[schema(minimum = 0, maximum = 1000)]
+    max_retries: u32,
+    /// Retry delay after the first failure.
+    #[schema(minimum = 0, maximum = 86400000u64)]
+    base_backoff_ms: u64,
+    /// Cap on any retry delay.
+    #[schema(minimum = 0, maximum = 86400000u64)]
+    max_backoff_ms: u64,
+    /// Growth of the delay per failure.
+    #[schema(minimum = 1, maximum = 100)]
+    backoff_multiplier: f64,
+    /// Events not acked and not dead that the queue holds at most.
+    #[schema(minimum = 1, maximum = 100000000u64)]
+    max_size: u64,
+    /// The default TTL of the queue's events once event TTLs exist; `null`
+    /// for none. No event expires yet.
+    #[schema(required = true, minimum = 1, maximum = 2592000000u64)]
+    message_ttl_ms: Option<u64>,
+    /// Whether expired events are to go to the DLQ rather than be dropped,
+    /// once event TTLs exist.
+    dead_letter_expired: bool,
+    /// Whether leases answer no events.
+    paused: bool,
+}
+
+/// A queue's own settings. In a `PUT`, a field left out (or `null`) takes
+/// the broker-wide setting, or `false`; in a `PATCH` it stays as it is.
+/// `message_ttl_ms: null` names no TTL in both.
+#[derive(ToSchema)]
+pub struct SettingsIn {
+    /// Lease length when the consumer names none, up to 12 hours; the
+    /// broker-wide setting is VISIBILITY_TIMEOUT_MS.
+    #[schema(minimum = 1, maximum = 43200000u64)]
+    visibility_timeout_ms: Option<u64>,
+    /// Failures after the first before an event is dead-lettered; broker-wide MAX_RETRIES.
+    #[schema(minimum = 0, maximum = 1000)]
+    max_retries: Option<u32>,
+    /// Retry delay after the first failure, up to a day; broker-wide BASE_BACKOFF_MS.
+    #[schema(minimum = 0, maximum = 86400000u64)]
+    base_backoff_ms: Option<u64>,
+    /// Cap on any retry delay, up to a day; broker-wide MAX_BACKOFF_MS.
+    /// Below the base, every retry waits this long.
+    #[schema(minimum = 0, maximum = 86400000u64)]
+    max_backoff_ms: Option<u64>,
+    /// Growth of the delay per failure; broker-wide BACKOFF_MULTIPLIER.
+    #[schema(minimum = 1, maximum = 100)]
+    backoff_multiplier: Option<f64>,
+    /// Events not acked and not dead that the queue holds at most;
+    /// broker-wide QUEUE_MAX_SIZE.
+    #[schema(minimum = 1, maximum = 100000000u64)]
+    max_size: Option<u64>,
+    /// The default TTL of the queue's events, 1 ms to 30 days, once event
+    /// TTLs exist; `null` (the default) for none. Kept and shown; no event
+    /// expires yet.
+    #[schema(minimum = 1, maximum = 2592000000u64)]
+    message_ttl_ms: Option<u64>,
+    /// Whether expired events are to go to the DLQ rather than be dropped,
+    /// once event TTLs exist; default false.
+    dead_letter_expired: Option<bool>,
+    /// Leases answer no events while true; default false.
+    paused: Option<bool>,
 }
 
 /// Every queue.

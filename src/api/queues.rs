@@ -13,6 +13,7 @@ use super::body::{Described, JsonBytes};
 use super::explain::{Field, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
+use super::settings::settings_json;
 use super::{ApiError, AppState};
 use crate::broker::rules::DLQ_LIMIT;
 use crate::broker::{check_queue_name, Limits, QueueStats};
@@ -42,21 +43,23 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
         "enqueued_total": s.enqueued_total,
         "acked_total": s.acked_total,
         "dead_lettered_total": s.dead_lettered_total,
+        "paused": s.settings.paused,
+        "settings": settings_json(&s.settings),
     })
 }
 
-/// Every queue with its counts.
+/// Every queue with its counts and settings.
 #[utoipa::path(get, path = "/api/queues", operation_id = "listQueues", tag = "queues",
-    responses((status = 200, description = "Every queue with its counts", body = doc::Queues)))]
+    responses((status = 200, description = "Every queue with its counts and settings", body = doc::Queues)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     Json(json!({ "queues": queues }))
 }
 
-/// One queue's counts.
+/// One queue's counts and settings.
 #[utoipa::path(get, path = "/api/queues/{queue}", operation_id = "getQueue", tag = "queues",
     params(doc::QueuePath),
-    responses((status = 200, description = "The queue's counts", body = doc::QueueOut)))]
+    responses((status = 200, description = "The queue's counts and settings", body = doc::QueueOut)))]
 pub(crate) async fn one(
     State(state): State<AppState>,
     Queue(queue): Queue,
