@@ -38,6 +38,17 @@ fn with(changes: Value) -> Value {
     settings
 }
 
+/// The payloads of a lease's answer, in order.
+fn payloads(lease: &Value) -> Vec<Value> {
+    let events = lease["events"].as_array().expect("a lease answer");
+    events.iter().map(|e| e["payload"].clone()).collect()
+}
+
+/// `PUT` of `body` as the settings of queue `q`.
+async fn put_q(api: &Api, body: &str) -> (StatusCode, Value) {
+    send(api, Method::PUT, "/api/queues/q", Some(body)).await
+}
+
 async fn send(api: &Api, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
     let (s, v, _) = api.call(method, uri, body).await;
     (s, v)
@@ -48,7 +59,7 @@ async fn put_makes_the_queue_and_get_shows_its_settings_beside_its_counts() {
     let api = Api::new();
     let body =
         r#"{"max_retries": 3, "backoff_multiplier": 1.5, "message_ttl_ms": 60000, "paused": true}"#;
-    let (s, v) = send(&api, Method::PUT, "/api/queues/q", Some(body)).await;
+    let (s, v) = put_q(&api, body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let settings = with(json!({
         "max_retries": 3,
@@ -88,7 +99,7 @@ async fn put_makes_the_queue_and_get_shows_its_settings_beside_its_counts() {
 #[tokio::test]
 async fn put_replaces_every_setting_and_patch_changes_only_those_it_names() {
     let api = Api::new();
-    let put = |body: &'static str| send(&api, Method::PUT, "/api/queues/q", Some(body));
+    let put = |body: &'static str| put_q(&api, body);
     let patch = |body: &'static str| send(&api, Method::PATCH, "/api/queues/q", Some(body));
     let (s, v) = put(r#"{"max_retries": 4, "max_size": 3, "message_ttl_ms": 1000}"#).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -130,13 +141,7 @@ async fn put_replaces_every_setting_and_patch_changes_only_those_it_names() {
 #[tokio::test]
 async fn a_bad_field_gets_400_naming_it_and_changes_nothing() {
     let api = Api::new();
-    send(
-        &api,
-        Method::PUT,
-        "/api/queues/q",
-        Some(r#"{"max_retries": 2}"#),
-    )
-    .await;
+    put_q(&api, r#"{"max_retries": 2}"#).await;
     let body = r#"{"paused": true, "max_size": 0}"#;
     let (s, v) = send(&api, Method::PATCH, "/api/queues/q", Some(body)).await;
     assert_error(
@@ -180,13 +185,7 @@ async fn a_paused_queue_takes_events_and_acks_but_leases_nothing_until_resumed()
     .await;
     let (_, v) = api.post("/api/queues/q/lease", "{}").await;
     let receipt = v["events"][0]["receipt"].as_str().unwrap().to_string();
-    send(
-        &api,
-        Method::PUT,
-        "/api/queues/q",
-        Some(r#"{"max_size": 4}"#),
-    )
-    .await;
+    put_q(&api, r#"{"max_size": 4}"#).await;
 
     let (s, v) = send(&api, Method::POST, "/api/queues/q/pause", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -219,13 +218,7 @@ async fn a_paused_queue_takes_events_and_acks_but_leases_nothing_until_resumed()
     assert_eq!((s, &v["paused"]), (StatusCode::OK, &json!(false)));
     assert_eq!(v["settings"], with(json!({"max_size": 4})));
     let (_, v) = api.post("/api/queues/q/lease", r#"{"max": 5}"#).await;
-    let payloads: Vec<&Value> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["payload"])
-        .collect();
-    assert_eq!(payloads, [&json!(2), &json!(3)]);
+    assert_eq!(payloads(&v), [json!(2), json!(3)]);
 }
 
 // Single-threaded: once the poll task yields, it is waiting on its queue.
@@ -252,11 +245,9 @@ async fn a_long_poll_on_a_paused_queue_answers_once_it_is_resumed() {
         .await
         .unwrap();
     let v: Value = serde_json::from_slice(&bytes).unwrap();
-    let payloads: Vec<&Value> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["payload"])
-        .collect();
-    assert_eq!(payloads, [&json!(7)], "one event: the lease's default max");
+    assert_eq!(
+        payloads(&v),
+        [json!(7)],
+        "one event: the lease's default max"
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::broker::{limits, TestBroker, START_MS};
+use common::broker::{block_on, limits, TestBroker, START_MS};
 use event_broker::broker::{
     Backoff, BrokerError, EventView, Limits, NewEvent, QueueSettings, ReceiptStatus,
     SettingsChange, ViewStatus,
@@ -822,13 +822,6 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             Ok(())
         }
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// Where the log ends now: (active segment, its bytes).

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::broker::{event, limits, TestBroker};
+use common::broker::{block_on, event, limits, TestBroker};
 use event_broker::broker::{
     Backoff, BrokerError, DeadEvent, Delivery, Enqueued, Limits, NewEvent, ReceiptStatus as S,
     SubscriptionRequest,
@@ -655,13 +655,6 @@ fn ids_keep_increasing_after_restart_when_cleanup_dropped_every_acked_event() {
     assert!(report.deleted > 0, "old segments kept: {report:?}");
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn subscriptions_survive_restarts_and_cleanup() {
     let mut t = TestBroker::with(limits(), 4096, FsyncPolicy::Never);
@@ -679,23 +672,9 @@ fn subscriptions_survive_restarts_and_cleanup() {
     t.restart();
     assert_eq!(t.broker.subscription(Q).unwrap(), Some(set.clone()));
 
-    // Enough traffic to fill several segments, all acked: cleanup deletes
-    // the segment holding the subscription once it is written again.
-    let first = t.broker.wal().segments()[0].first_seq;
-    let pad = "x".repeat(64);
-    for round in 0..4 {
-        let batch: Vec<NewEvent> = (0..50)
-            .map(|i| event(&format!(r#"["{pad}",{round},{i}]"#)))
-            .collect();
-        enqueue_all(&t, "other", &batch).unwrap();
-        for d in t.lease("other", 50) {
-            assert_eq!(t.ack("other", &d), S::Ok);
-        }
-    }
-    t.enqueue("other", event("{}"));
-    let report = t.broker.cleanup().expect("cleanup");
-    assert!(report.deleted > 0, "{report:?}");
-    assert!(t.broker.wal().segments()[0].first_seq > first);
+    // Cleanup deletes the segment holding the subscription once it is
+    // written again.
+    t.churn_and_clean_up("other");
     t.restart();
     assert_eq!(t.broker.subscriptions(), vec![set]);
 

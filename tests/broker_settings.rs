@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::broker::{event, limits, TestBroker, START_MS};
+use common::broker::{block_on, event, limits, TestBroker, START_MS};
 use event_broker::broker::record::OwnSettings;
 use event_broker::broker::{
     BrokerError, NewEvent, QueueSettings, QueueStats, ReceiptStatus as S, SettingsChange,
@@ -18,13 +18,6 @@ use event_broker::broker::{
 use event_broker::wal::FsyncPolicy;
 
 const Q: &str = "orders";
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn put(t: &TestBroker, queue: &str, change: SettingsChange) -> QueueStats {
     block_on(t.broker.put_settings(queue, &change)).expect("settings set")
@@ -334,23 +327,9 @@ fn settings_survive_restarts_and_cleanup_and_keep_an_empty_queue() {
     t.restart();
     assert_eq!(settings(&t, Q), set);
 
-    // Enough traffic to fill several segments, all acked: cleanup deletes
-    // the segment holding the settings once they are written again.
-    let first = t.broker.wal().segments()[0].first_seq;
-    let pad = "x".repeat(64);
-    for round in 0..4 {
-        let batch: Vec<NewEvent> = (0..50)
-            .map(|i| event(&format!(r#"["{pad}",{round},{i}]"#)))
-            .collect();
-        t.broker.enqueue_blocking("other", &batch).unwrap();
-        for d in t.lease("other", 50) {
-            assert_eq!(t.ack("other", &d), S::Ok);
-        }
-    }
-    t.enqueue("other", event("{}"));
-    let report = t.broker.cleanup().expect("cleanup");
-    assert!(report.deleted > 0, "{report:?}");
-    assert!(t.broker.wal().segments()[0].first_seq > first);
+    // Cleanup deletes the segment holding the settings once they are
+    // written again.
+    t.churn_and_clean_up("other");
     t.restart();
     let queue = t.broker.queue(Q).expect("a queue of settings only");
     assert_eq!((queue.ready, queue.settings), (0, set));

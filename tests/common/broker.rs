@@ -108,6 +108,40 @@ impl TestBroker {
     }
 }
 
+impl TestBroker {
+    /// Enqueues and acks enough events on `queue` to fill several small
+    /// segments, then cleans up, which must delete the oldest segment: what
+    /// a test of the records cleanup writes forward needs.
+    pub fn churn_and_clean_up(&self, queue: &str) {
+        let first = self.broker.wal().segments()[0].first_seq;
+        let pad = "x".repeat(64);
+        for round in 0..4 {
+            let batch: Vec<NewEvent> = (0..50)
+                .map(|i| event(&format!(r#"["{pad}",{round},{i}]"#)))
+                .collect();
+            self.broker
+                .enqueue_blocking(queue, &batch)
+                .expect("enqueue");
+            for d in self.lease(queue, 50) {
+                assert_eq!(self.ack(queue, &d), ReceiptStatus::Ok);
+            }
+        }
+        // A newer id than those of the oldest segment, so that it may go.
+        self.enqueue(queue, event("{}"));
+        let report = self.broker.cleanup().expect("cleanup");
+        assert!(report.deleted > 0, "{report:?}");
+        assert!(self.broker.wal().segments()[0].first_seq > first);
+    }
+}
+
+/// Runs `f` to its end on a runtime of its own, for async calls of plain tests.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 impl Default for TestBroker {
     fn default() -> Self {
         Self::new()
