@@ -7,12 +7,14 @@
 //! doubles (at 7 M events that was two seconds with every request stalled).
 //!
 //! Events are mostly acked in about the order they came, and a page is freed
-//! once it empties. A page whose last few events linger (a dead event, a
-//! retry with a long backoff) would keep the room of all its slots for them,
-//! so once it holds fewer than [`SPARSE_BELOW`] they move to a B-tree of
-//! stragglers, which also grows node by node, and the page goes. An id whose
-//! page is gone, such as a relocated copy of an old event replayed after
-//! the page was freed, goes there too.
+//! once it empties. A page whose events linger (dead events, retries with a
+//! long backoff) would keep the room of all its slots for them, so once it
+//! holds fewer than [`SPARSE_BELOW`], a quarter of its slots, they move to
+//! a B-tree of stragglers, which also grows node by node, and the page
+//! goes: a page never costs more than 160 bytes a live event, however its
+//! events are acked, and a straggler about 60. An id whose page is gone,
+//! such as a relocated copy of an old event replayed after the page was
+//! freed, goes there too.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Index;
@@ -23,7 +25,7 @@ use super::state::Event;
 const PAGE_IDS: u64 = 1024;
 
 /// A page that holds fewer live events than this gives them to the stragglers.
-const SPARSE_BELOW: u32 = 16;
+const SPARSE_BELOW: u32 = (PAGE_IDS / 4) as u32;
 
 /// The events of `PAGE_IDS` consecutive ids.
 pub(crate) struct Page {
