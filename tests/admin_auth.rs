@@ -20,7 +20,9 @@ const PRODUCER: &str = "producer-s3cret";
 const ADMIN: &str = "admin-s3cret";
 
 /// The routes that need the admin token, with a body each accepts.
-const ADMIN_ROUTES: [(Method, &str, Option<&str>); 9] = [
+const ADMIN_ROUTES: [(Method, &str, Option<&str>); 10] = [
+    // First, while the dead event 0 is there to cancel.
+    (Method::DELETE, "/api/queues/q/events/0", None),
     (Method::POST, "/api/queues/q/dlq/purge", Some("{}")),
     (Method::POST, "/api/queues/q/dlq/redrive", Some("{}")),
     (Method::POST, "/api/admin/checkpoint", None),
@@ -330,7 +332,9 @@ async fn the_openapi_document_marks_exactly_the_admin_routes() {
     let mut admin: Vec<String> = ADMIN_ROUTES
         .iter()
         .map(|(method, uri, _)| {
-            let path = format!("{uri}/").replace("/q/", "/{queue}/");
+            let path = format!("{uri}/")
+                .replace("/q/", "/{queue}/")
+                .replace("/events/0/", "/events/{id}/");
             format!("{method} {}", path.trim_end_matches('/'))
         })
         .collect();
@@ -342,6 +346,7 @@ async fn the_openapi_document_marks_exactly_the_admin_routes() {
 /// Every admin route, called with `token`, does its work.
 async fn admin_routes_answer(api: &Api, token: &str) {
     let want = [
+        StatusCode::NO_CONTENT,
         StatusCode::OK,
         StatusCode::OK,
         StatusCode::OK,

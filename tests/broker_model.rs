@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use common::broker::{block_on, limits, TestBroker, START_MS};
 use event_broker::broker::{
@@ -59,6 +59,12 @@ enum Op {
     Purge {
         queue: usize,
         pick: Option<usize>,
+    },
+    /// Cancels the queue's `pick`th event by id in any state (an id that
+    /// is none of its events past the end).
+    Cancel {
+        queue: usize,
+        pick: usize,
     },
     Cleanup,
     Restart,
@@ -160,6 +166,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(queue, pick)| Op::Redrive { queue, pick }),
         1 => (queue.clone(), proptest::option::of(0..8usize))
             .prop_map(|(queue, pick)| Op::Purge { queue, pick }),
+        2 => (queue.clone(), 0..8usize).prop_map(|(queue, pick)| Op::Cancel { queue, pick }),
         1 => Just(Op::Cleanup),
         1 => Just(Op::Restart),
         1 => (queue.clone(), proptest::collection::vec(event.clone(), 1..4), 0..=256u64)
@@ -228,6 +235,8 @@ struct Model {
     own: [Own; QUEUES.len()],
     /// Whether a queue's settings were ever set: it exists from then on.
     configured: [bool; QUEUES.len()],
+    /// Ids cancelled since the last restart: their receipts are `not_found`.
+    cancelled: BTreeSet<u64>,
 }
 
 impl Model {
@@ -399,6 +408,7 @@ impl Model {
                 ..
             }) if current == receipt => ReceiptStatus::Ok,
             Some(_) => ReceiptStatus::LeaseLost,
+            None if self.cancelled.contains(&id) => ReceiptStatus::NotFound,
             None if id < self.next_id => ReceiptStatus::LeaseLost,
             None => ReceiptStatus::NotFound,
         }
@@ -444,6 +454,9 @@ impl Model {
     }
 
     fn restart(&mut self) {
+        // The broker remembers cancelled ids in memory only; receipts of
+        // before a restart name no lease of after it anyway.
+        self.cancelled.clear();
         for e in self.events.values_mut() {
             if matches!(e.status, Status::InFlight { .. }) {
                 e.status = Status::Waiting;
@@ -520,6 +533,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         receipts: Vec::new(),
         own: [Own::default(); QUEUES.len()],
         configured: [false; QUEUES.len()],
+        cancelled: BTreeSet::new(),
     };
     for (step, op) in ops.into_iter().enumerate() {
         apply(&mut t, &mut m, &op)
@@ -746,6 +760,28 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                 } else {
                     m.events.remove(&id);
                 }
+            }
+            Ok(())
+        }
+        Op::Cancel { queue, pick } => {
+            let name = QUEUES[*queue];
+            let mine: Vec<u64> = m
+                .events
+                .iter()
+                .filter(|(_, e)| e.queue == *queue)
+                .map(|(id, _)| *id)
+                .collect();
+            let id = mine.get(*pick).copied().unwrap_or(m.next_id + 3);
+            let exists = !mine.is_empty() || t.broker.queue(name).is_ok();
+            match t.broker.cancel(name, id).and_then(|p| p.wait()) {
+                Ok(()) => {
+                    check(mine.contains(&id), format!("cancelled {id}, not an event"))?;
+                    m.events.remove(&id);
+                    m.cancelled.insert(id);
+                }
+                Err(BrokerError::UnknownQueue(_)) if !exists => {}
+                Err(BrokerError::UnknownEvent { .. }) if !mine.contains(&id) && exists => {}
+                Err(e) => return Err(format!("cancel of {id}: {e}")),
             }
             Ok(())
         }

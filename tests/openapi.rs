@@ -15,7 +15,7 @@ use event_broker::broker::rules;
 use serde_json::Value;
 
 /// Every operation: method, path, operationId and tag.
-const OPERATIONS: [(&str, &str, &str, &str); 23] = [
+const OPERATIONS: [(&str, &str, &str, &str); 26] = [
     (
         "post",
         "/api/queues/{queue}/events",
@@ -45,6 +45,24 @@ const OPERATIONS: [(&str, &str, &str, &str); 23] = [
         "post",
         "/api/queues/{queue}/resume",
         "resumeQueue",
+        "queues",
+    ),
+    (
+        "get",
+        "/api/queues/{queue}/events",
+        "browseEvents",
+        "queues",
+    ),
+    (
+        "get",
+        "/api/queues/{queue}/events/{id}",
+        "getEvent",
+        "queues",
+    ),
+    (
+        "delete",
+        "/api/queues/{queue}/events/{id}",
+        "cancelEvent",
         "queues",
     ),
     ("get", "/api/queues/{queue}/dlq", "listDeadLetters", "dlq"),

@@ -103,7 +103,10 @@ fn broker_status(e: &BrokerError) -> (StatusCode, &'static str) {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
         }
         BrokerError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
-        BrokerError::UnknownQueue(_) => (StatusCode::NOT_FOUND, "not_found"),
+        BrokerError::UnknownQueue(_) | BrokerError::UnknownEvent { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        BrokerError::EventBusy { .. } => (StatusCode::CONFLICT, "conflict"),
         e if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
         e if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         // A record that cannot be read back is the server's fault, not the client's.

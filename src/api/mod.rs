@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod body;
+mod browse;
 mod client_addr;
 pub mod error;
 mod events;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(leases::router())
         .merge(queues::router())
+        .merge(browse::router())
         .merge(subscriptions::router())
         .merge(ops::router())
         .merge(admin_routes(&tokens))
@@ -152,14 +154,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes that change or drop what other clients rely on: checkpoints,
-/// DLQ purge and redrive, subscription changes, queue settings and pausing
-/// (and queue deletion, when it comes, belongs here too). With
+/// DLQ purge and redrive, cancelling an event, subscription changes, queue
+/// settings and pausing (and queue deletion, when it comes, belongs here too). With
 /// `ADMIN_TOKEN` set, only it opens them; the check runs on these routes
 /// alone, not on every request.
 fn admin_routes(tokens: &Arc<auth::Tokens>) -> Router<AppState> {
     let routes = Router::new()
         .merge(admin::router())
         .merge(queues::admin_router())
+        .merge(browse::admin_router())
         .merge(settings::admin_router())
         .merge(subscriptions::admin_router());
     match tokens.admin {

@@ -75,6 +75,9 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
         super::settings::change,
         super::settings::pause,
         super::settings::resume,
+        super::browse::list,
+        super::browse::one,
+        super::browse::cancel,
         super::queues::dlq,
         super::queues::redrive,
         super::queues::purge,
@@ -94,7 +97,7 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
     tags(
         (name = "events", description = "Producing events"),
         (name = "leases", description = "Consuming events under leases"),
-        (name = "queues", description = "Queues: their counts and settings, pausing and resuming"),
+        (name = "queues", description = "Queues: their counts and settings, pausing and resuming, browsing and cancelling events"),
         (name = "dlq", description = "Dead-letter queues"),
         (name = "subscriptions", description = "Push delivery to webhooks"),
         (name = "operations", description = "Health, status, metrics and this document"),
@@ -295,7 +298,8 @@ impl Modify for Contract {
 }
 
 /// The operations of the routes that `api::router` puts behind `ADMIN_TOKEN`.
-const ADMIN_OPERATIONS: [&str; 9] = [
+const ADMIN_OPERATIONS: [&str; 10] = [
+    "cancelEvent",
     "createCheckpoint",
     "redriveDeadLetters",
     "purgeDeadLetters",
@@ -396,7 +400,7 @@ fn shared_responses() -> Vec<(&'static str, ResponseBuilder)> {
                 .build(),
         )),
         ("Forbidden", error("forbidden: ADMIN_TOKEN is set and the request carries BROKER_TOKEN, which does not open this admin route")),
-        ("NotFound", error("not_found: no such queue, subscription or route")),
+        ("NotFound", error("not_found: no such queue, event, subscription or route")),
         ("PayloadTooLarge", error("payload_too_large: a payload over MAX_PAYLOAD_BYTES, a body over MAX_REQUEST_BYTES, or a batch larger than the queue can ever hold")),
         ("UnsupportedMediaType", error("unsupported_media_type: a body sent without a JSON content type")),
         ("TooManyRequests", error("rate_limited: past the per-client rate limit; queue_full (enqueue only): the queue is at QUEUE_MAX_SIZE").header(
@@ -431,6 +435,86 @@ pub struct DlqQuery {
         required = false
     )]
     after: u64,
+}
+
+/// The `{id}` of an event's path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EventIdPath {
+    /// The event's id.
+    #[param(format = "uint64", minimum = 0, maximum = 18446744073709551615usize)]
+    id: u64,
+}
+
+/// The state of an event, as browsing shows it.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EventStateName {
+    Ready,
+    Delayed,
+    InFlight,
+    Dead,
+}
+
+/// The query of a browse.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BrowseQuery {
+    /// Only events in this state; every state when left out.
+    #[param(required = false, inline)]
+    state: EventStateName,
+    /// Events per page; default 100.
+    #[param(minimum = 1, maximum = 1000, required = false)]
+    limit: u32,
+    /// Only ids above this one: the `next` of the previous page.
+    #[param(
+        format = "uint64",
+        minimum = 0,
+        maximum = 18446744073709551615usize,
+        required = false
+    )]
+    after: u64,
+    /// Whether each event carries its payload; default true.
+    #[param(required = false)]
+    payload: bool,
+}
+
+/// An event as browsing shows it, not leased by the browse.
+#[derive(ToSchema)]
+pub struct BrowsedEvent {
+    id: u64,
+    #[schema(inline)]
+    state: EventStateName,
+    /// Deliveries so far, the current lease included.
+    attempt: u32,
+    /// Always 0 until events carry priorities.
+    #[schema(minimum = 0, maximum = 0)]
+    priority: u8,
+    #[schema(format = DateTime)]
+    enqueued_at: String,
+    /// When it is visible: its visible time when ready or delayed, the end
+    /// of its lease in flight; `null` when dead.
+    #[schema(format = DateTime, required = true)]
+    visible_at: Option<String>,
+    /// Always `null` until events carry a TTL.
+    #[schema(format = DateTime, required = true)]
+    expires_at: Option<String>,
+    /// Why its last delivery failed, if it said.
+    #[schema(required = true)]
+    last_error: Option<String>,
+    headers: BTreeMap<String, String>,
+    /// The payload as it was sent; left out with `payload=false`.
+    #[schema(required = false)]
+    payload: Value,
+}
+
+/// A page of a browse.
+#[derive(ToSchema)]
+pub struct BrowsePage {
+    events: Vec<BrowsedEvent>,
+    /// The `after` of the next page; `null` when the listing is complete.
+    #[schema(required = true)]
+    next: Option<u64>,
 }
 
 /// One event to enqueue.

@@ -136,7 +136,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
-fn not_whole(name: &str, allowed: &dyn std::fmt::Display, value: &str) -> ApiError {
+pub(crate) fn not_whole(name: &str, allowed: &dyn std::fmt::Display, value: &str) -> ApiError {
     ApiError::InvalidRequest(format!("{name}: expected {allowed}, got {}", shown(value)))
 }
 

@@ -52,11 +52,11 @@ impl StoredBytes {
         }
     }
 
-    fn payload(&self) -> &[u8] {
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.body[self.payload.clone()]
     }
 
-    fn headers(&self) -> &[u8] {
+    pub(crate) fn headers(&self) -> &[u8] {
         &self.body[self.headers.clone()]
     }
 }

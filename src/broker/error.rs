@@ -52,6 +52,23 @@ pub enum BrokerError {
     /// The queue does not exist.
     #[error("queue {0} does not exist")]
     UnknownQueue(String),
+    /// The queue holds no live event of this id.
+    #[error("queue {queue} has no event {id}")]
+    UnknownEvent {
+        /// The queue.
+        queue: String,
+        /// The id asked for.
+        id: u64,
+    },
+    /// The event is being acked, nacked, expired, redriven, purged or
+    /// cancelled: a cancel would race that write.
+    #[error("event {id} of queue {queue} is being changed; try again")]
+    EventBusy {
+        /// The queue.
+        queue: String,
+        /// The event.
+        id: u64,
+    },
     /// The log refused or failed the write; nothing of the request was stored.
     #[error(transparent)]
     Storage(#[from] WalError),

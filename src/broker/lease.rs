@@ -246,6 +246,8 @@ impl State {
                 _ => ReceiptStatus::LeaseLost,
             },
             Some(_) => ReceiptStatus::LeaseLost,
+            // Gone by a cancel: as if it had never been.
+            None if self.was_cancelled(id) => ReceiptStatus::NotFound,
             // Gone: acked or purged, if it was ever there.
             None if id < self.next_id => ReceiptStatus::LeaseLost,
             None => ReceiptStatus::NotFound,

@@ -31,9 +31,12 @@
 //! - `MAX_RETRIES` above, and the lease length, backoff and size bound, are
 //!   the broker-wide settings; a queue may set its own and be paused, which
 //!   holds back its leases only (`settings.rs` says how).
+//! - Any event, in any state, may be browsed without a lease or cancelled
+//!   (`browse.rs`): a cancel is a purge of that one event.
 
 pub mod address;
 mod backoff;
+mod browse;
 mod chunked;
 mod cleanup;
 mod consume;
@@ -67,6 +70,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub use backoff::Backoff;
+pub use browse::{BrowsePage, BrowsedEvent, EventState};
 pub use cleanup::CleanupReport;
 pub use consume::ReceiptResult;
 pub use delivery::{DeadEvent, Delivery, DlqPage};

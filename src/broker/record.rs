@@ -70,7 +70,8 @@ pub enum Record<'a> {
         /// When they become visible (Unix ms).
         at: u64,
     },
-    /// Dead events deleted.
+    /// Events deleted: dead events purged, or one event in any state
+    /// cancelled.
     Purge {
         /// The events.
         ids: Vec<u64>,

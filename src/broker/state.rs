@@ -8,7 +8,7 @@
 //! logged (leases) or marks an event while a change to it is being written.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,10 @@ use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
 use super::record::{Record, Stored, Subscribed};
 use crate::wal::Position;
+
+/// Cancelled ids remembered for their receipts' answers; the lowest are
+/// forgotten first past this many (under 1 MiB).
+const CANCELLED_KEPT: usize = 32_768;
 
 /// Collections with room for fewer entries than this are left alone.
 const SHRINK_ABOVE: usize = 4096;
@@ -113,6 +117,10 @@ pub(crate) struct State {
     pub next_serial: u64,
     /// Webhook subscriptions by queue name, with the segment of each one's record.
     pub subscriptions: BTreeMap<Box<str>, (Subscribed<'static>, u64)>,
+    /// The newest [`CANCELLED_KEPT`] ids cancelled since the broker opened,
+    /// so that a receipt of one is answered `not_found`, not `lease_lost`.
+    /// Not logged: receipts do not outlive a restart either.
+    cancelled: BTreeSet<u64>,
 }
 
 impl State {
@@ -131,6 +139,7 @@ impl State {
             newest_id_segment: None,
             next_serial: first_serial,
             subscriptions: BTreeMap::new(),
+            cancelled: BTreeSet::new(),
         }
     }
 
@@ -472,6 +481,20 @@ impl State {
             .filter(|(_, e)| e.segment == segment)
             .map(|(id, _)| id)
             .collect()
+    }
+
+    /// Remembers that `id` was cancelled, forgetting the lowest id
+    /// remembered once there are more than [`CANCELLED_KEPT`].
+    pub fn cancel(&mut self, id: u64) {
+        self.cancelled.insert(id);
+        if self.cancelled.len() > CANCELLED_KEPT {
+            self.cancelled.pop_first();
+        }
+    }
+
+    /// Whether `id` was cancelled (among the newest remembered).
+    pub fn was_cancelled(&self, id: u64) -> bool {
+        self.cancelled.contains(&id)
     }
 
     /// Makes due delayed events of queue `q` ready; how many became ready.
