@@ -20,7 +20,7 @@ const PRODUCER: &str = "producer-s3cret";
 const ADMIN: &str = "admin-s3cret";
 
 /// The routes that need the admin token, with a body each accepts.
-const ADMIN_ROUTES: [(Method, &str, Option<&str>); 10] = [
+const ADMIN_ROUTES: [(Method, &str, Option<&str>); 11] = [
     // First, while the dead event 0 is there to cancel.
     (Method::DELETE, "/api/queues/q/events/0", None),
     (Method::POST, "/api/queues/q/dlq/purge", Some("{}")),
@@ -38,6 +38,8 @@ const ADMIN_ROUTES: [(Method, &str, Option<&str>); 10] = [
     (Method::PATCH, "/api/queues/q", Some(r#"{"max_size": 100}"#)),
     (Method::POST, "/api/queues/q/pause", None),
     (Method::POST, "/api/queues/q/resume", None),
+    // Last, since it takes the queue away.
+    (Method::DELETE, "/api/queues/q", None),
 ];
 
 /// A broker with both tokens set, and one dead event in queue `q`.
@@ -356,6 +358,7 @@ async fn admin_routes_answer(api: &Api, token: &str) {
         StatusCode::OK,
         StatusCode::OK,
         StatusCode::OK,
+        StatusCode::NO_CONTENT,
     ];
     for ((method, uri, body), want) in ADMIN_ROUTES.into_iter().zip(want) {
         let (s, v) = call(api, method.clone(), uri, body, Some(token)).await;

@@ -15,7 +15,7 @@ use event_broker::broker::rules;
 use serde_json::Value;
 
 /// Every operation: method, path, operationId and tag.
-const OPERATIONS: [(&str, &str, &str, &str); 26] = [
+const OPERATIONS: [(&str, &str, &str, &str); 27] = [
     (
         "post",
         "/api/queues/{queue}/events",
@@ -47,6 +47,7 @@ const OPERATIONS: [(&str, &str, &str, &str); 26] = [
         "resumeQueue",
         "queues",
     ),
+    ("delete", "/api/queues/{queue}", "deleteQueue", "queues"),
     (
         "get",
         "/api/queues/{queue}/events",

@@ -106,7 +106,9 @@ fn broker_status(e: &BrokerError) -> (StatusCode, &'static str) {
         BrokerError::UnknownQueue(_) | BrokerError::UnknownEvent { .. } => {
             (StatusCode::NOT_FOUND, "not_found")
         }
-        BrokerError::EventBusy { .. } => (StatusCode::CONFLICT, "conflict"),
+        BrokerError::EventBusy { .. } | BrokerError::QueueBusy(_) => {
+            (StatusCode::CONFLICT, "conflict")
+        }
         e if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
         e if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         // A record that cannot be read back is the server's fault, not the client's.

@@ -75,6 +75,7 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
         super::settings::change,
         super::settings::pause,
         super::settings::resume,
+        super::queues::remove,
         super::browse::list,
         super::browse::one,
         super::browse::cancel,
@@ -298,8 +299,9 @@ impl Modify for Contract {
 }
 
 /// The operations of the routes that `api::router` puts behind `ADMIN_TOKEN`.
-const ADMIN_OPERATIONS: [&str; 10] = [
+const ADMIN_OPERATIONS: [&str; 11] = [
     "cancelEvent",
+    "deleteQueue",
     "createCheckpoint",
     "redriveDeadLetters",
     "purgeDeadLetters",

@@ -2,8 +2,9 @@
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -31,6 +32,22 @@ pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/api/queues/{queue}/dlq/redrive", post(redrive))
         .route("/api/queues/{queue}/dlq/purge", post(purge))
+        .route("/api/queues/{queue}", delete(remove))
+}
+
+/// Deletes a queue with all its events, its settings and its subscription.
+#[utoipa::path(delete, path = "/api/queues/{queue}", operation_id = "deleteQueue", tag = "queues",
+    params(doc::QueuePath),
+    responses(
+        (status = 204, description = "Deleted: the queue, its events in every state, its settings and its subscription are gone"),
+        (status = 409, description = "conflict: an event of the queue is being acked, nacked, expired, redriven, purged or cancelled, or the queue is being deleted; try again", body = doc::ErrorBody),
+        (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Queue(queue): Queue,
+) -> Result<StatusCode, ApiError> {
+    state.broker.delete_queue(&queue).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) fn stats_json(s: &QueueStats) -> Value {

@@ -84,17 +84,19 @@ impl Broker {
     }
 
     /// Copies the live events of `segment` forward; `None` when one of them
-    /// is settling and the copy would race the change being written.
+    /// is settling, or its queue is being deleted, and the copy would race
+    /// the change being written.
     fn relocate(&self, segment: u64) -> Result<Option<u64>, BrokerError> {
         self.check_writable()?;
         let pending = {
             let mut core = self.shared.lock();
             let ids = core.state.events_in(segment);
+            // A copy written after a deletion of its queue would bring
+            // the event back.
             let settling = ids.iter().any(|id| {
-                matches!(
-                    core.state.events[id].status,
-                    Status::Settling | Status::DeadSettling
-                )
+                let event = core.state.events[id];
+                matches!(event.status, Status::Settling | Status::DeadSettling)
+                    || core.state.queues[event.queue as usize].deleting
             });
             if settling {
                 return Ok(None);

@@ -82,7 +82,8 @@ impl Broker {
 
     /// Like [`Broker::lease`], but when nothing is ready (or the queue is
     /// paused) waits up to `wait` for an event to become ready (or the
-    /// queue to be resumed), without polling.
+    /// queue to be resumed), without polling; answers empty once the queue
+    /// is deleted.
     pub async fn lease_wait(
         &self,
         queue: &str,
@@ -94,6 +95,7 @@ impl Broker {
         check_queue_name(queue)?;
         let until = tokio::time::Instant::now() + wait;
         let watch = self.shared.notifiers.watch(queue);
+        let deletions = self.shared.lock().state.deletions(queue);
         loop {
             let notified = watch.notify().notified();
             tokio::pin!(notified);
@@ -101,7 +103,9 @@ impl Broker {
             notified.as_mut().enable();
             let got = self.lease(queue, max, visibility)?;
             let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= until {
+            // A poll of a queue deleted meanwhile answers empty at once.
+            let deleted = self.shared.lock().state.deletions(queue) != deletions;
+            if !got.is_empty() || now >= until || deleted {
                 return Ok(got);
             }
             let wake_at = self
@@ -216,7 +220,7 @@ impl Broker {
         let named = self.read_receipts(receipts);
         let now = self.shared.now();
         let mut core = self.shared.lock();
-        let q = core.state.queue_id(queue);
+        let q = core.state.slot(queue);
         let timeout = match (visibility, q) {
             (Some(asked), _) => asked,
             (None, Some(q)) => self.settings_of(&core, q).visibility_timeout(),
@@ -275,7 +279,7 @@ impl Broker {
         let named = self.read_receipts(receipts);
         let now = self.shared.now();
         let mut core = self.shared.lock();
-        let q = core.state.queue_id(queue);
+        let q = core.state.slot(queue);
         let mut ids = Vec::new();
         let results: Vec<ReceiptResult> = receipts
             .iter()

@@ -69,6 +69,10 @@ pub enum BrokerError {
         /// The event.
         id: u64,
     },
+    /// An event of the queue is being changed, or the queue is being
+    /// deleted: a deletion would race that write.
+    #[error("queue {0} has a change being written; try again")]
+    QueueBusy(String),
     /// The log refused or failed the write; nothing of the request was stored.
     #[error(transparent)]
     Storage(#[from] WalError),

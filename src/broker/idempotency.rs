@@ -50,6 +50,12 @@ impl Idempotency {
         self.order.push_back((expires, queue, Box::from(key)));
     }
 
+    /// Forgets every key of `queue`, which was deleted; the entries of the
+    /// expiry order go as they come due.
+    pub fn forget_queue(&mut self, queue: u32) {
+        self.keys.remove(&queue);
+    }
+
     /// Forgets keys whose window has passed; the earliest expiry left, if any.
     pub fn expire(&mut self, now: u64) -> Option<u64> {
         while let Some((expires, _, _)) = self.order.front() {

@@ -93,7 +93,9 @@ pub fn inspect(dir: &Path, now_ms: u64) -> Result<Inspection, BrokerError> {
             error,
         })
         .collect();
-    let queues = (0..state.queues.len() as u32)
+    let queues = state
+        .live_queues()
+        .into_iter()
         .map(|q| {
             state.promote(q, now_ms);
             state.queues[q as usize].stats.clone()

@@ -248,6 +248,10 @@ impl State {
             Some(_) => ReceiptStatus::LeaseLost,
             // Gone by a cancel: as if it had never been.
             None if self.was_cancelled(id) => ReceiptStatus::NotFound,
+            // Gone with its queue: as if it had never been.
+            None if q.is_some_and(|q| id < self.queues[q as usize].deleted_below) => {
+                ReceiptStatus::NotFound
+            }
             // Gone: acked or purged, if it was ever there.
             None if id < self.next_id => ReceiptStatus::LeaseLost,
             None => ReceiptStatus::NotFound,

@@ -41,6 +41,7 @@ mod chunked;
 mod cleanup;
 mod consume;
 mod dead_log;
+mod delete;
 mod delivery;
 mod dlq;
 mod error;
@@ -301,8 +302,11 @@ impl Broker {
         let mut state = State::new(options.limits.idempotency_window_ms, first_serial);
         let now = clock.unix_ms();
         let (wal, wal_report, records) = replay::open(options.wal, &mut state, now)?;
-        // Totals count what happens from now on, not what was replayed.
+        // Totals count what happens from now on, not what was replayed. A
+        // deleted queue's ids answer `not_found` only until a restart, as a
+        // cancelled id does: no receipt of before it names a lease after it.
         for queue in &mut state.queues {
+            queue.deleted_below = 0;
             let stats = &mut queue.stats;
             let name = std::mem::take(&mut stats.name);
             *stats = QueueStats {
@@ -318,7 +322,7 @@ impl Broker {
             wal: wal_report,
             records,
             events: state.events.len() as u64,
-            queues: state.queues.len(),
+            queues: state.live_queues().len(),
         };
         let core = Core {
             next_id: state.next_id,
@@ -363,7 +367,9 @@ impl Broker {
     pub fn queues(&self) -> Vec<QueueStats> {
         let now = self.shared.now();
         let mut core = self.shared.lock();
-        (0..core.state.queues.len() as u32)
+        core.state
+            .live_queues()
+            .into_iter()
             .map(|q| core.stats(q, now.wall, &self.limits))
             .collect()
     }

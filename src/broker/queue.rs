@@ -85,6 +85,18 @@ pub(crate) struct Queue {
     pub settings: OwnSettings,
     /// The segment of that record; `None` while the queue has none.
     pub settings_at: Option<u64>,
+    /// Deleted, and not named by a record since: the slot stays, empty, so
+    /// that indexes into the queues keep their meaning.
+    pub deleted: bool,
+    /// A deletion of the queue is being written: cleanup copies none of its
+    /// events forward, so that no copy lands after the deletion.
+    pub deleting: bool,
+    /// One past the highest id when the queue was last deleted, 0 if never:
+    /// a receipt of a gone event below it is answered `not_found`.
+    pub deleted_below: u64,
+    /// How many times the queue was deleted: a long poll that sees it move
+    /// answers empty.
+    pub deletions: u64,
 }
 
 impl Queue {
@@ -102,6 +114,10 @@ impl Queue {
             reserved: 0,
             settings: OwnSettings::default(),
             settings_at: None,
+            deleted: false,
+            deleting: false,
+            deleted_below: 0,
+            deletions: 0,
         }
     }
 

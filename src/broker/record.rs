@@ -109,6 +109,13 @@ pub enum Record<'a> {
         /// Its settings.
         settings: OwnSettings,
     },
+    /// A queue deleted with all its events, its settings and its
+    /// subscription; a later record naming it starts a fresh queue.
+    DeleteQueue {
+        /// The queue.
+        #[serde(borrow)]
+        queue: Cow<'a, str>,
+    },
 }
 
 /// A queue's own settings, as logged. Each `None` follows the broker-wide
@@ -298,6 +305,9 @@ impl Record<'_> {
                 queue: Cow::Owned(queue.into_owned()),
                 settings,
             },
+            Record::DeleteQueue { queue } => Record::DeleteQueue {
+                queue: Cow::Owned(queue.into_owned()),
+            },
         }
     }
 
@@ -431,6 +441,9 @@ mod tests {
             Record::Settings {
                 queue: "orders".into(),
                 settings: OwnSettings::default(),
+            },
+            Record::DeleteQueue {
+                queue: "orders".into(),
             },
         ];
         for record in records {

@@ -143,31 +143,86 @@ impl State {
         }
     }
 
+    /// The index of the queue of this name, unless there is none or it was
+    /// deleted and not named since.
     pub fn queue_id(&self, name: &str) -> Option<u32> {
+        self.slot(name)
+            .filter(|q| !self.queues[*q as usize].deleted)
+    }
+
+    /// The index of the slot of this name, deleted or not: receipts of a
+    /// deleted queue are checked against it.
+    pub fn slot(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()
     }
 
-    /// The queue's index, creating the queue on first use.
+    /// How many times queue `name` was deleted.
+    pub fn deletions(&self, name: &str) -> u64 {
+        self.slot(name)
+            .map_or(0, |q| self.queues[q as usize].deletions)
+    }
+
+    /// Indexes of the queues there are, deleted ones left out, oldest first.
+    pub fn live_queues(&self) -> Vec<u32> {
+        (0..self.queues.len() as u32)
+            .filter(|q| !self.queues[*q as usize].deleted)
+            .collect()
+    }
+
+    /// The queue's index, creating the queue on first use. A deleted queue
+    /// named again gets its slot back, empty and with default settings, as
+    /// the deletion left it.
     pub fn intern(&mut self, name: &str) -> u32 {
         // Records of one queue come in runs: replay looks the name up once
         // a run, not once a record.
         let last = self.last_interned as usize;
-        if self
-            .queues
-            .get(last)
-            .is_some_and(|queue| &*queue.name == name)
-        {
-            return self.last_interned;
-        }
-        if let Some(q) = self.queue_id(name) {
-            self.last_interned = q;
-            return q;
-        }
-        let name: Arc<str> = Arc::from(name);
-        let q = self.queues.len() as u32;
-        self.queues.push(Queue::new(name.clone()));
-        self.by_name.insert(name, q);
+        let q = match self.queues.get(last) {
+            Some(queue) if &*queue.name == name => self.last_interned,
+            _ => match self.slot(name) {
+                Some(q) => q,
+                None => {
+                    let name: Arc<str> = Arc::from(name);
+                    let q = self.queues.len() as u32;
+                    self.queues.push(Queue::new(name.clone()));
+                    self.by_name.insert(name, q);
+                    q
+                }
+            },
+        };
+        self.last_interned = q;
+        self.queues[q as usize].deleted = false;
         q
+    }
+
+    /// Deletes queue `name` with all its events, its settings and its
+    /// subscription. Its slot stays, reset and marked deleted; the events'
+    /// ids stay used, and their receipts are answered `not_found`.
+    fn delete_queue(&mut self, name: &str) -> Option<u32> {
+        let q = self.queue_id(name)?;
+        // Every event is looked at once: a deletion costs a pass over the
+        // index, where keeping a set of ids per queue would cost memory for
+        // every event.
+        let ids: Vec<u64> = self
+            .events
+            .iter()
+            .filter(|(_, e)| e.queue == q)
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.remove(id);
+        }
+        self.subscriptions.remove(name);
+        self.idempotency.forget_queue(q);
+        let old = &mut self.queues[q as usize];
+        let mut fresh = Queue::new(old.name.clone());
+        // Enqueues being written when the deletion applied still count
+        // against the queue they will create again.
+        fresh.reserved = old.reserved;
+        fresh.deleted = true;
+        fresh.deleted_below = self.next_id;
+        fresh.deletions = old.deletions + 1;
+        *old = fresh;
+        Some(q)
     }
 
     /// Applies a durable record found at `pos`; returns the queue it changed.
@@ -242,6 +297,7 @@ impl State {
                 self.promote(q, now);
                 Some(q)
             }
+            Record::DeleteQueue { queue } => self.delete_queue(queue),
         }
     }
 
