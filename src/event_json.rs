@@ -17,7 +17,9 @@ pub struct EventJson<'a> {
     payload: &'a RawValue,
     headers: &'a RawValue,
     attempt: u32,
+    priority: u8,
     enqueued_at: String,
+    expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<String>,
     lease_expires_at: String,
@@ -32,7 +34,9 @@ impl<'a> EventJson<'a> {
             payload: raw(d.payload(), "null")?,
             headers: raw(d.headers(), "{}")?,
             attempt: d.attempt,
+            priority: d.priority,
             enqueued_at: timestamp(d.enqueued_at),
+            expires_at: d.expires_at.map(timestamp),
             receipt: with_receipt.then(|| d.receipt.to_string()),
             lease_expires_at: timestamp(d.lease_expires_at),
         })

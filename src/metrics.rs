@@ -353,6 +353,7 @@ impl Metrics {
             ("expired", q.expired_total),
             ("dead_lettered", q.dead_lettered_total),
             ("redriven", q.redriven_total),
+            ("ttl_expired", q.ttl_expired_total),
         ] {
             // Totals only grow: the counter catches up by the difference.
             let counter = self.queue_totals.with_label_values(&[name, event]);

@@ -414,7 +414,7 @@ async fn a_message_says_what_is_allowed_and_what_came() {
     assert_eq!(
         message(v),
         "events[1]: expected an object with the fields payload (required), delay_ms, \
-         idempotency_key, headers, got an array"
+         idempotency_key, headers, priority, ttl_ms, got an array"
     );
     let (_, v) = api.post(ACK, r#"{"receipts": ["a", "b", null]}"#).await;
     assert_eq!(
@@ -429,7 +429,8 @@ async fn a_message_says_what_is_allowed_and_what_came() {
     let (_, v) = api.post(EVENTS, r#"{"payload": 1, "colour": "red"}"#).await;
     assert_eq!(
         message(v),
-        "colour: unknown field; the fields here are payload, delay_ms, idempotency_key, headers"
+        "colour: unknown field; the fields here are payload, delay_ms, idempotency_key, headers, \
+         priority, ttl_ms"
     );
     let api = &api;
     let put = |body: &'static str| async move {

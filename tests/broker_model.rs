@@ -1,8 +1,11 @@
 //! The broker against a small reference model: random sequences of every
 //! operation, restarts and cleanups included, with every answer and every
 //! queue's contents and settings equal after every step. Settings changes
-//! (`PUT` and `PATCH` of lease length, retries, backoff, size bound and
-//! pause) go into the model too: each rules its queue from the change on.
+//! (`PUT` and `PATCH` of lease length, retries, backoff, size bound, TTL
+//! and pause) go into the model too: each rules its queue from the change
+//! on. Events carry priorities and TTLs: leases follow priority, and
+//! expired events are never leased and go, or go to the dead-letter
+//! queue, when the reaper comes or their lease fails.
 
 mod common;
 
@@ -18,6 +21,11 @@ use proptest::prelude::*;
 
 const QUEUES: [&str; 2] = ["alpha", "beta"];
 const LEASE_EXPIRED: &str = "lease expired";
+const TTL_EXPIRED: &str = "expired";
+
+/// An event to enqueue: (payload length, delay ms, idempotency key,
+/// priority, TTL ms).
+type NewOne = (usize, u64, Option<u8>, u8, Option<u64>);
 /// Receipt picks: nine of those handed out, newest first (a made-up one
 /// where there are fewer), and two forged from the newest (see
 /// `Model::pick_receipt`).
@@ -27,8 +35,7 @@ const PICKS: usize = 11;
 enum Op {
     Enqueue {
         queue: usize,
-        /// (payload length, delay ms, idempotency key)
-        events: Vec<(usize, u64, Option<u8>)>,
+        events: Vec<NewOne>,
     },
     Lease {
         queue: usize,
@@ -76,7 +83,7 @@ enum Op {
     /// bytes (256: none cut), then a restart: the batch is kept whole or lost whole.
     CrashInEnqueue {
         queue: usize,
-        events: Vec<(usize, u64, Option<u8>)>,
+        events: Vec<NewOne>,
         cut: u64,
     },
     /// A `PUT` (`replace`) or `PATCH` of the queue's settings.
@@ -96,6 +103,8 @@ struct Change {
     max_backoff_ms: Option<u64>,
     backoff_multiplier: Option<f64>,
     max_size: Option<u64>,
+    message_ttl_ms: Option<Option<u64>>,
+    dead_letter_expired: Option<bool>,
     paused: Option<bool>,
 }
 
@@ -108,8 +117,9 @@ impl Change {
             max_backoff_ms: self.max_backoff_ms,
             backoff_multiplier: self.backoff_multiplier,
             max_size: self.max_size,
+            message_ttl_ms: self.message_ttl_ms,
+            dead_letter_expired: self.dead_letter_expired,
             paused: self.paused,
-            ..SettingsChange::default()
         }
     }
 }
@@ -123,6 +133,11 @@ fn change() -> impl Strategy<Value = Change> {
         weighted(0.3, prop_oneof![Just(50u64), Just(10_000), Just(60_000)]),
         weighted(0.3, prop_oneof![Just(1.0f64), Just(2.0), Just(3.5)]),
         weighted(0.3, prop_oneof![8 => 1..20u64, 1 => Just(0)]),
+        weighted(
+            0.3,
+            weighted(0.7, prop_oneof![Just(1_000u64), Just(20_000)]),
+        ),
+        weighted(0.3, proptest::bool::ANY),
         weighted(0.5, proptest::bool::ANY),
     )
         .prop_map(
@@ -133,6 +148,8 @@ fn change() -> impl Strategy<Value = Change> {
                 max_backoff_ms,
                 backoff_multiplier,
                 max_size,
+                message_ttl_ms,
+                dead_letter_expired,
                 paused,
             )| Change {
                 visibility_timeout_ms,
@@ -141,6 +158,8 @@ fn change() -> impl Strategy<Value = Change> {
                 max_backoff_ms,
                 backoff_multiplier,
                 max_size,
+                message_ttl_ms,
+                dead_letter_expired,
                 paused,
             },
         )
@@ -152,6 +171,8 @@ fn op() -> impl Strategy<Value = Op> {
         0..200usize,
         prop_oneof![3 => Just(0u64), 1 => 1..3_000u64],
         proptest::option::weighted(0.3, 0..4u8),
+        prop_oneof![3 => Just(0u8), 1 => 1..4u8, 1 => Just(255u8)],
+        proptest::option::weighted(0.3, prop_oneof![1..3_000u64, Just(40_000)]),
     );
     prop_oneof![
         4 => (queue.clone(), proptest::collection::vec(event.clone(), 1..4))
@@ -203,6 +224,9 @@ struct Event {
     /// Visible time while waiting or in flight, death time when dead.
     time: u64,
     last_error: Option<String>,
+    priority: u8,
+    /// None once dead.
+    expires_at: Option<u64>,
 }
 
 /// A queue's own settings; `None` is the broker-wide one.
@@ -214,6 +238,8 @@ struct Own {
     max_backoff_ms: Option<u64>,
     backoff_multiplier: Option<f64>,
     max_size: Option<u64>,
+    message_ttl_ms: Option<u64>,
+    dead_letter_expired: bool,
     paused: bool,
 }
 
@@ -286,8 +312,8 @@ impl Model {
             max_backoff_ms: backoff.max_ms,
             backoff_multiplier: backoff.multiplier,
             max_size: self.max_size(queue) as u64,
-            message_ttl_ms: None,
-            dead_letter_expired: false,
+            message_ttl_ms: self.own[queue].message_ttl_ms,
+            dead_letter_expired: self.own[queue].dead_letter_expired,
             paused: self.own[queue].paused,
         }
     }
@@ -309,6 +335,8 @@ impl Model {
         own.max_backoff_ms = c.max_backoff_ms.or(own.max_backoff_ms);
         own.backoff_multiplier = c.backoff_multiplier.or(own.backoff_multiplier);
         own.max_size = c.max_size.or(own.max_size);
+        own.message_ttl_ms = c.message_ttl_ms.unwrap_or(own.message_ttl_ms);
+        own.dead_letter_expired = c.dead_letter_expired.unwrap_or(own.dead_letter_expired);
         own.paused = c.paused.unwrap_or(own.paused);
         self.own[queue] = own;
         self.configured[queue] = true;
@@ -327,26 +355,29 @@ impl Model {
         queue: usize,
         events: &[NewEvent],
         keys: &[Option<u8>],
-    ) -> Result<Vec<(u64, bool)>, Refused> {
+    ) -> Result<Vec<(u64, bool, Option<u64>)>, Refused> {
         let mut answers = Vec::new();
         let mut fresh = Vec::new();
-        let mut batch_keys: HashMap<u8, u64> = HashMap::new();
+        let mut batch_keys: HashMap<u8, (u64, Option<u64>)> = HashMap::new();
+        let ttl = self.own[queue].message_ttl_ms;
         for (event, key) in events.iter().zip(keys) {
             let id = self.next_id + fresh.len() as u64;
+            let expires_at = event.ttl_ms.or(ttl).map(|t| self.now + t);
             if let Some(k) = key {
                 let known = self.keys.get(&(queue, *k));
                 if let Some(&(first, _)) = known.filter(|(_, expires)| *expires > self.now) {
-                    answers.push((first, true));
+                    let expires = self.events.get(&first).and_then(|e| e.expires_at);
+                    answers.push((first, true, expires));
                     continue;
                 }
-                if let Some(first) = batch_keys.get(k) {
-                    answers.push((*first, true));
+                if let Some(&(first, expires)) = batch_keys.get(k) {
+                    answers.push((first, true, expires));
                     continue;
                 }
-                batch_keys.insert(*k, id);
+                batch_keys.insert(*k, (id, expires_at));
             }
-            answers.push((id, false));
-            fresh.push((id, event.clone()));
+            answers.push((id, false, expires_at));
+            fresh.push((id, event.clone(), expires_at));
         }
         if fresh.is_empty() {
             return Ok(answers);
@@ -357,7 +388,7 @@ impl Model {
         if self.pending(queue) + fresh.len() > self.max_size(queue) {
             return Err(Refused::Full);
         }
-        for (id, event) in fresh {
+        for (id, event, expires_at) in fresh {
             self.events.insert(
                 id,
                 Event {
@@ -367,32 +398,55 @@ impl Model {
                     failures: 0,
                     time: self.now + event.delay_ms,
                     last_error: None,
+                    priority: event.priority,
+                    expires_at,
                 },
             );
         }
-        for (k, id) in batch_keys {
+        for (k, (id, _)) in batch_keys {
             self.keys.insert(
                 (queue, k),
                 (id, self.now + self.limits.idempotency_window_ms),
             );
         }
-        self.next_id += answers.iter().filter(|(_, dup)| !dup).count() as u64;
+        self.next_id += answers.iter().filter(|(_, dup, _)| !dup).count() as u64;
         Ok(answers)
     }
 
-    /// Ids the next lease hands out, in order: none while paused.
+    fn expired(&self, e: &Event) -> bool {
+        e.expires_at.is_some_and(|at| at <= self.now)
+    }
+
+    /// Ids the next lease hands out, in order: none while paused, and
+    /// none past its expiry.
     fn leasable(&self, queue: usize, max: usize) -> Vec<u64> {
         if self.own[queue].paused {
             return Vec::new();
         }
-        let mut visible: Vec<(u64, u64)> = self
+        let mut visible: Vec<(std::cmp::Reverse<u8>, u64, u64)> = self
             .events
             .iter()
             .filter(|(_, e)| e.queue == queue && e.status == Status::Waiting && e.time <= self.now)
-            .map(|(id, e)| (e.time, *id))
+            .filter(|(_, e)| !self.expired(e))
+            .map(|(id, e)| (std::cmp::Reverse(e.priority), e.time, *id))
             .collect();
         visible.sort_unstable();
-        visible.into_iter().take(max).map(|(_, id)| id).collect()
+        visible.into_iter().take(max).map(|(_, _, id)| id).collect()
+    }
+
+    /// An event past its expiry goes, or dies when its queue says so.
+    fn expire(&mut self, id: u64) {
+        let queue = self.events[&id].queue;
+        if !self.own[queue].dead_letter_expired {
+            self.events.remove(&id);
+            return;
+        }
+        let now = self.now;
+        let e = self.events.get_mut(&id).unwrap();
+        e.status = Status::Dead;
+        e.time = now;
+        e.last_error = Some(TTL_EXPIRED.to_string());
+        e.expires_at = None;
     }
 
     /// Only the receipt the broker handed out for an event's current lease
@@ -423,8 +477,12 @@ impl Model {
         }
     }
 
-    /// A failed delivery, by the rules of the event's queue now.
+    /// A failed delivery, by the rules of the event's queue now; an expiry
+    /// once the event is past it.
     fn fail(&mut self, id: u64, delay_ms: Option<u64>, error: Option<&str>) {
+        if self.expired(&self.events[&id]) {
+            return self.expire(id);
+        }
         let queue = self.events[&id].queue;
         let backoff = self.backoff(queue);
         let max_retries = self.max_retries(queue);
@@ -435,6 +493,7 @@ impl Model {
         if e.failures > max_retries {
             e.status = Status::Dead;
             e.time = now;
+            e.expires_at = None;
         } else {
             e.status = Status::Waiting;
             e.time = now + delay_ms.unwrap_or_else(|| backoff.delay_ms(id, e.failures));
@@ -450,6 +509,15 @@ impl Model {
             .collect();
         for id in expired {
             self.fail(id, None, Some(LEASE_EXPIRED));
+        }
+        let past: Vec<u64> = self
+            .events
+            .iter()
+            .filter(|(_, e)| e.status == Status::Waiting && self.expired(e))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in past {
+            self.expire(id);
         }
         self.keys.retain(|_, (_, expires)| *expires > self.now);
     }
@@ -490,6 +558,8 @@ impl Model {
                     Status::InFlight { .. } => 0,
                     _ => e.time,
                 },
+                priority: e.priority,
+                expires_at: e.expires_at,
             })
             .collect()
     }
@@ -576,11 +646,13 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             let new: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
-                .map(|(i, (len, delay_ms, key))| NewEvent {
+                .map(|(i, (len, delay_ms, key, priority, ttl_ms))| NewEvent {
                     payload: format!("\"{}\"", "x".repeat(*len + i)).into_bytes(),
                     headers: Vec::new(),
                     delay_ms: *delay_ms,
                     idempotency_key: key.map(|k| format!("key-{k}")),
+                    priority: *priority,
+                    ttl_ms: *ttl_ms,
                 })
                 .collect();
             let keys: Vec<Option<u8>> = events.iter().map(|e| e.2).collect();
@@ -588,7 +660,10 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             let want = m.enqueue(*queue, &new, &keys);
             match (got, want) {
                 (Ok(got), Ok(want)) => {
-                    let got: Vec<(u64, bool)> = got.iter().map(|e| (e.id, e.duplicate)).collect();
+                    let got: Vec<(u64, bool, Option<u64>)> = got
+                        .iter()
+                        .map(|e| (e.id, e.duplicate, e.expires_at))
+                        .collect();
                     check(
                         got == want,
                         format!("enqueue answered {got:?}, model {want:?}"),
@@ -622,6 +697,10 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                 check(
                     d.attempt == e.failures + 1,
                     format!("attempt {} of {}", d.attempt, d.id),
+                )?;
+                check(
+                    (d.priority, d.expires_at) == (e.priority, e.expires_at),
+                    format!("priority and expiry of {}", d.id),
                 )?;
                 let receipt = d.receipt.to_string();
                 e.status = Status::InFlight {
@@ -912,7 +991,7 @@ fn a_batch_cut_after_its_first_frame_leaves_none_of_its_events() {
     // the first event of the batch was kept.
     run(vec![Op::CrashInEnqueue {
         queue: 0,
-        events: vec![(0, 0, None), (7, 0, None)],
+        events: vec![(0, 0, None, 0, None), (7, 0, None, 0, None)],
         cut: 115,
     }])
     .unwrap();

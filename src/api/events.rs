@@ -16,8 +16,9 @@ use super::explain::{self, Field, Object, Path, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::rules::{DELAY_MS, IDEMPOTENCY_KEY};
+use crate::broker::rules::{DELAY_MS, IDEMPOTENCY_KEY, MESSAGE_TTL_MS, PRIORITY};
 use crate::broker::{BrokerError, Limits, NewEvent};
+use crate::event_json::timestamp;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/queues/{queue}/events", post(enqueue))
@@ -34,6 +35,10 @@ struct EventIn<'a> {
     idempotency_key: Option<String>,
     #[serde(default, borrow)]
     headers: Option<&'a RawValue>,
+    #[serde(default)]
+    priority: Option<WholeNumber>,
+    #[serde(default)]
+    ttl_ms: Option<WholeNumber>,
 }
 
 /// What an event object may hold.
@@ -43,6 +48,8 @@ fn event_rule() -> Rule {
         Field::nullable("delay_ms", Rule::Whole(DELAY_MS)),
         Field::nullable("idempotency_key", Rule::Text(IDEMPOTENCY_KEY)),
         Field::nullable("headers", Rule::StringMap),
+        Field::nullable("priority", Rule::Whole(PRIORITY)),
+        Field::nullable("ttl_ms", Rule::Whole(MESSAGE_TTL_MS)),
     ])
 }
 
@@ -100,10 +107,22 @@ pub(crate) async fn enqueue(
         .enqueue(&queue, &new)
         .await
         .map_err(|e| rename_fields(e, single))?;
+    // `expires_at` only where an event expires, so that the answer to an
+    // enqueue without a TTL stays as it always was.
     let answer = if single {
-        json!({"id": stored[0].id, "duplicate": stored[0].duplicate})
+        let mut answer = json!({"id": stored[0].id, "duplicate": stored[0].duplicate});
+        if let Some(at) = stored[0].expires_at {
+            answer["expires_at"] = json!(timestamp(at));
+        }
+        answer
     } else {
-        json!({"ids": stored.iter().map(|e| e.id).collect::<Vec<_>>()})
+        let mut answer = json!({"ids": stored.iter().map(|e| e.id).collect::<Vec<_>>()});
+        if stored.iter().any(|e| e.expires_at.is_some()) {
+            let at: Vec<Option<String>> =
+                stored.iter().map(|e| e.expires_at.map(timestamp)).collect();
+            answer["expires_at"] = json!(at);
+        }
+        answer
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -127,11 +146,19 @@ fn to_new_event(e: EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiE
             text.to_vec()
         }
     };
+    let priority = match e.priority {
+        None => 0,
+        Some(WholeNumber(n)) => {
+            u8::try_from(n).map_err(|_| ApiError::from(PRIORITY.refuse(field("priority"), n)))?
+        }
+    };
     Ok(NewEvent {
         payload: e.payload.get().as_bytes().to_vec(),
         headers,
         delay_ms: e.delay_ms.map_or(0, |n| n.0),
         idempotency_key: e.idempotency_key,
+        priority,
+        ttl_ms: e.ttl_ms.map(|n| n.0),
     })
 }
 

@@ -489,8 +489,8 @@ pub struct BrowsedEvent {
     state: EventStateName,
     /// Deliveries so far, the current lease included.
     attempt: u32,
-    /// Always 0 until events carry priorities.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Higher is delivered first.
+    #[schema(minimum = 0, maximum = 255)]
     priority: u8,
     #[schema(format = DateTime)]
     enqueued_at: String,
@@ -498,7 +498,7 @@ pub struct BrowsedEvent {
     /// of its lease in flight; `null` when dead.
     #[schema(format = DateTime, required = true)]
     visible_at: Option<String>,
-    /// Always `null` until events carry a TTL.
+    /// When it expires; `null` when it does not.
     #[schema(format = DateTime, required = true)]
     expires_at: Option<String>,
     /// Why its last delivery failed, if it said.
@@ -534,6 +534,13 @@ pub struct EventIn {
     idempotency_key: Option<String>,
     /// Handed back with the event.
     headers: Option<BTreeMap<String, String>>,
+    /// Higher is delivered first; default 0.
+    #[schema(minimum = 0, maximum = 255)]
+    priority: Option<u8>,
+    /// Expires this many milliseconds after it is enqueued; default the
+    /// queue's `message_ttl_ms`, if it has one.
+    #[schema(minimum = 1, maximum = 2592000000u64)]
+    ttl_ms: Option<u64>,
 }
 
 /// The body of an enqueue: one event, or a batch of 1 to MAX_BATCH, stored
@@ -567,12 +574,18 @@ pub struct Enqueued {
     id: u64,
     /// True when the idempotency key named an earlier event: nothing was stored.
     duplicate: bool,
+    /// When the event expires; only there when it does.
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 /// The answer to a batch: the ids in the order of the events.
 #[derive(ToSchema)]
 pub struct EnqueuedBatch {
     ids: Vec<u64>,
+    /// When each event expires, `null` for one that does not; only there
+    /// when one of them does.
+    expires_at: Option<Vec<Option<String>>>,
 }
 
 /// The answer to an enqueue: [`Enqueued`] for one event, [`EnqueuedBatch`] for a batch.
@@ -619,8 +632,14 @@ pub struct LeasedEvent {
     /// Deliveries so far, this one included.
     #[schema(minimum = 1)]
     attempt: u32,
+    /// Higher is delivered first.
+    #[schema(minimum = 0, maximum = 255)]
+    priority: u8,
     #[schema(format = DateTime)]
     enqueued_at: String,
+    /// When it expires; `null` when it does not. A lease may outlast it.
+    #[schema(format = DateTime, required = true)]
+    expires_at: Option<String>,
     /// Names this lease for ack, nack and extend.
     receipt: String,
     #[schema(format = DateTime)]
@@ -794,6 +813,9 @@ pub struct DeadEvent {
     headers: BTreeMap<String, String>,
     /// Failed deliveries.
     attempts: u32,
+    /// Higher is delivered first, once redriven.
+    #[schema(minimum = 0, maximum = 255)]
+    priority: u8,
     last_error: Option<String>,
     #[schema(format = DateTime)]
     dead_at: String,

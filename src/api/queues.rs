@@ -92,6 +92,7 @@ struct DeadOut<'a> {
     payload: &'a RawValue,
     headers: &'a RawValue,
     attempts: u32,
+    priority: u8,
     last_error: Option<&'a str>,
     dead_at: String,
 }
@@ -188,6 +189,7 @@ pub(crate) async fn dlq(
                 payload: raw(e.payload(), "null")?,
                 headers: raw(e.headers(), "{}")?,
                 attempts: e.attempts,
+                priority: e.priority,
                 last_error: e.last_error.as_deref(),
                 dead_at: timestamp(e.dead_at),
             })

@@ -75,6 +75,10 @@ pub struct BrowsedEvent {
     pub state: EventState,
     /// Deliveries so far, the current lease included.
     pub attempt: u32,
+    /// Higher is delivered first.
+    pub priority: u8,
+    /// When it expires (Unix ms), if it does.
+    pub expires_at: Option<u64>,
     /// When it is visible (Unix ms): its visible time while waiting, the end
     /// of its lease in flight; `None` when dead.
     pub visible_at: Option<u64>,
@@ -215,6 +219,8 @@ impl Broker {
             id,
             state,
             attempt: event.failures + u32::from(in_flight),
+            priority: event.priority,
+            expires_at: core.state.expires.get(&id).copied(),
             visible_at,
             dead_at,
             last_error: core.state.errors.get(&id).map(|e| e.to_string()),

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use super::delivery::StoredBytes;
 use super::queue::Status;
-use super::record::Record;
+use super::record::{Extra, Record};
 use super::{Broker, BrokerError, Core};
 
 /// What a cleanup pass did.
@@ -126,6 +126,10 @@ impl Broker {
             dead_at: dead.then_some(event.time),
             visible_at: (!dead).then_some(event.time),
             last_error: core.state.errors.get(&id).map(|e| e.to_string()),
+            extra: Extra {
+                priority: event.priority,
+                expires_at: core.state.expires.get(&id).copied(),
+            },
         };
         Ok((StoredBytes::read(&self.wal, &event)?, current))
     }
@@ -137,6 +141,7 @@ struct Current {
     dead_at: Option<u64>,
     visible_at: Option<u64>,
     last_error: Option<String>,
+    extra: Extra,
 }
 
 impl Current {
@@ -144,11 +149,12 @@ impl Current {
         if let Some(visible_at) = self.visible_at {
             event.visible_at = visible_at;
         }
-        Record::Relocated {
+        Record::relocated(
             event,
-            failures: self.failures,
-            dead_at: self.dead_at,
-            last_error: self.last_error.as_deref().map(Cow::Borrowed),
-        }
+            self.failures,
+            self.dead_at,
+            self.last_error.as_deref().map(Cow::Borrowed),
+            self.extra,
+        )
     }
 }

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::delivery::{Delivery, StoredBytes};
+use super::expiry::expire_record;
 use super::lease::{Receipt, ReceiptStatus};
 use super::queue::Status;
 use super::record::Record;
@@ -72,7 +73,9 @@ impl Broker {
                 id: l.id,
                 queue: name.clone(),
                 attempt: l.event.failures + 1,
+                priority: l.event.priority,
                 enqueued_at: stored.enqueued_at,
+                expires_at: l.expires_at,
                 receipt: self.receipts.sign(l.id, l.serial),
                 lease_expires_at: l.expires_wall,
                 stored,
@@ -181,9 +184,15 @@ impl Broker {
     }
 
     /// The record for a failed delivery: a retry, or death past the
-    /// `max_retries` of the event's queue, by the queue's settings now.
+    /// `max_retries` of the event's queue, by the queue's settings now; an
+    /// expiry once the event is past its TTL.
     pub(super) fn failure_record<'a>(&self, core: &Core, f: &Failure<'a>, now: Now) -> Record<'a> {
-        let settings = self.settings_of(core, core.state.events[&f.id].queue);
+        let q = core.state.events[&f.id].queue;
+        let settings = self.settings_of(core, q);
+        // A lease may outlive its event's expiry, but no retry does.
+        if core.state.is_expired(f.id, q, now.wall) {
+            return expire_record(vec![f.id], settings.dead_letter_expired, now.wall);
+        }
         let failures = f.failures_before + 1;
         let error = f.error.map(Cow::Borrowed);
         if failures > settings.max_retries {

@@ -97,6 +97,7 @@ mod tests {
                 len: 0,
                 failures: 3,
                 queue: q as u32,
+                priority: 0,
                 status: Status::Dead,
             };
             state.events.insert(id, event);

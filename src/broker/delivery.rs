@@ -28,14 +28,15 @@ impl StoredBytes {
             offset,
             source,
         };
-        let (payload, headers, enqueued_at) = match record::decode(&body).map_err(bad)? {
-            Record::Enqueue(stored) | Record::Relocated { event: stored, .. } => (
-                range_in(&body, &stored.payload),
-                range_in(&body, &stored.headers),
-                stored.enqueued_at,
-            ),
-            _ => return Err(bad(record::DecodeError::NotAnEvent)),
+        let record = record::decode(&body).map_err(bad)?;
+        let Some((stored, _)) = record.into_event() else {
+            return Err(bad(record::DecodeError::NotAnEvent));
         };
+        let (payload, headers, enqueued_at) = (
+            range_in(&body, &stored.payload),
+            range_in(&body, &stored.headers),
+            stored.enqueued_at,
+        );
         Ok(StoredBytes {
             body,
             payload,
@@ -46,8 +47,8 @@ impl StoredBytes {
 
     /// The record, decoded again: it was decoded once when read.
     pub fn stored(&self) -> Stored<'_> {
-        match record::decode(&self.body) {
-            Ok(Record::Enqueue(stored)) | Ok(Record::Relocated { event: stored, .. }) => stored,
+        match record::decode(&self.body).map(Record::into_event) {
+            Ok(Some((stored, _))) => stored,
             _ => unreachable!("checked when read"),
         }
     }
@@ -79,8 +80,12 @@ pub struct Delivery {
     pub queue: Arc<str>,
     /// Deliveries so far, this one included.
     pub attempt: u32,
+    /// Higher is delivered first.
+    pub priority: u8,
     /// When it was enqueued (Unix ms).
     pub enqueued_at: u64,
+    /// When it expires (Unix ms), if it does.
+    pub expires_at: Option<u64>,
     /// Names this lease.
     pub receipt: Receipt,
     /// When the lease runs out (Unix ms).
@@ -111,6 +116,8 @@ pub struct DeadEvent {
     pub last_error: Option<String>,
     /// When it died (Unix ms).
     pub dead_at: u64,
+    /// Its priority, kept for a redrive.
+    pub priority: u8,
     /// When it was enqueued (Unix ms).
     pub enqueued_at: u64,
     pub(crate) stored: StoredBytes,

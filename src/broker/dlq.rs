@@ -38,6 +38,7 @@ impl Broker {
                     attempts: event.failures,
                     last_error: core.state.errors.get(&id).map(|e| e.to_string()),
                     dead_at: event.time,
+                    priority: event.priority,
                     enqueued_at: stored.enqueued_at,
                     stored,
                 })

@@ -266,6 +266,7 @@ mod tests {
             len: 1,
             failures: 0,
             queue: 0,
+            priority: 0,
             status: Status::Ready,
         }
     }

@@ -196,22 +196,29 @@ pub(crate) struct Leased {
     pub id: u64,
     pub serial: u64,
     pub expires_wall: u64,
+    /// When the event expires (Unix ms), if it does.
+    pub expires_at: Option<u64>,
 }
 
 /// Leases live in memory only: what the state does with them.
 impl State {
-    /// Leases up to `max` ready events of queue `q`, oldest visible first.
+    /// Leases up to `max` ready events of queue `q`, highest priority
+    /// first, then oldest visible first. An event past its expiry is left
+    /// for the reaper to expire.
     pub fn lease(&mut self, q: u32, max: usize, timeout: Duration, now: Now) -> Vec<Leased> {
         self.promote(q, now.wall);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(Reverse((time, id))) = self.queues[q as usize].ready.pop() else {
+            let Some((_, (time, id))) = self.queues[q as usize].ready.pop() else {
                 break;
             };
             let Some(event) = self.events.get(&id).copied() else {
                 continue;
             };
             if event.status != Status::Ready || event.time != time {
+                continue;
+            }
+            if self.is_expired(id, q, now.wall) {
                 continue;
             }
             let serial = self.next_serial;
@@ -224,11 +231,16 @@ impl State {
             self.leases.insert(id, lease);
             self.set_status(id, Status::InFlight);
             self.queues[q as usize].stats.delivered_total += 1;
+            let expires_at = match self.queues[q as usize].expiring_events {
+                0 => None,
+                _ => self.expires.get(&id).copied(),
+            };
             out.push(Leased {
                 event,
                 id,
                 serial,
                 expires_wall: lease.expires_wall,
+                expires_at,
             });
         }
         out
@@ -320,7 +332,8 @@ impl State {
         in_flight && lease.is_some_and(|l| l.serial == serial && l.deadline == deadline)
     }
 
-    /// The next moment a lease expires or a delayed event becomes due.
+    /// The next moment a lease expires, a delayed event becomes due or a
+    /// waiting event expires.
     pub fn next_due(&self, now: Now) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
@@ -328,7 +341,8 @@ impl State {
             if let Some(Reverse((deadline, _, _))) = queue.deadlines.peek() {
                 consider(*deadline);
             }
-            if let Some(Reverse((time, _))) = queue.delayed.peek() {
+            let waiting = [queue.delayed.peek(), queue.expiring.peek()];
+            for Reverse((time, _)) in waiting.into_iter().flatten() {
                 consider(now.mono + Duration::from_millis(time.saturating_sub(now.wall)));
             }
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio::sync::oneshot;
 
-use super::record::{Record, Stored};
+use super::record::{Extra, Record, Stored};
 use super::rules;
 use super::{check_queue_name, Broker, BrokerError, Core, Pending};
 
@@ -26,6 +26,11 @@ pub struct NewEvent {
     pub delay_ms: u64,
     /// Same key on the same queue within the window: the first event's id, nothing stored.
     pub idempotency_key: Option<String>,
+    /// Higher is delivered first.
+    pub priority: u8,
+    /// Expires this long after it is enqueued; `None`: as its queue's
+    /// `message_ttl_ms` says.
+    pub ttl_ms: Option<u64>,
 }
 
 /// The answer for one enqueued event.
@@ -35,6 +40,8 @@ pub struct Enqueued {
     pub id: u64,
     /// True when the idempotency key named an earlier event and nothing was stored.
     pub duplicate: bool,
+    /// When the event expires (Unix ms), if it does.
+    pub expires_at: Option<u64>,
 }
 
 /// An enqueue decided: written, or waiting for an enqueue of the same key.
@@ -85,34 +92,42 @@ impl Broker {
         let mut core = self.shared.lock();
         let q = core.state.intern(queue);
         let mut answers = Vec::with_capacity(events.len());
-        let mut new_keys: HashMap<&str, u64> = HashMap::new();
+        let mut new_keys: HashMap<&str, (u64, Option<u64>)> = HashMap::new();
+        let queue_ttl = self.settings_of(&core, q).message_ttl_ms;
+        let ttl_ms = |event: &NewEvent| event.ttl_ms.or(queue_ttl);
         let mut fresh = Vec::new();
         core.next_id = core.next_id.max(core.state.next_id);
         let first_id = core.next_id;
         for event in events {
+            let expires_at = ttl_ms(event).map(|ttl| now.wall + ttl);
             let Some(key) = event.idempotency_key.as_deref() else {
-                fresh.push(event);
-                answers.push((first_id + fresh.len() as u64 - 1, false));
+                fresh.push((event, expires_at));
+                answers.push((first_id + fresh.len() as u64 - 1, false, expires_at));
                 continue;
             };
             if let Some(id) = core.state.idempotency.get(q, key, now.wall) {
-                answers.push((id, true));
+                let expires_at = core.state.expires.get(&id).copied();
+                answers.push((id, true, expires_at));
             } else if let Some(waiters) = core.pending_keys.get_mut(&(q, Box::from(key))) {
                 let (tx, rx) = oneshot::channel();
                 waiters.push(tx);
                 return Ok(Attempt::Wait(rx));
-            } else if let Some(&id) = new_keys.get(key) {
-                answers.push((id, true));
+            } else if let Some(&(id, expires_at)) = new_keys.get(key) {
+                answers.push((id, true, expires_at));
             } else {
-                fresh.push(event);
+                fresh.push((event, expires_at));
                 let id = first_id + fresh.len() as u64 - 1;
-                new_keys.insert(key, id);
-                answers.push((id, false));
+                new_keys.insert(key, (id, expires_at));
+                answers.push((id, false, expires_at));
             }
         }
         let answers: Vec<Enqueued> = answers
             .into_iter()
-            .map(|(id, duplicate)| Enqueued { id, duplicate })
+            .map(|(id, duplicate, expires_at)| Enqueued {
+                id,
+                duplicate,
+                expires_at,
+            })
             .collect();
         if fresh.is_empty() {
             return Ok(Attempt::Submitted(Pending::done(Ok(answers))));
@@ -140,8 +155,8 @@ impl Broker {
         let records = fresh
             .iter()
             .enumerate()
-            .map(|(i, event)| {
-                Record::Enqueue(Stored {
+            .map(|(i, (event, expires_at))| {
+                let stored = Stored {
                     id: first_id + i as u64,
                     queue: Cow::Borrowed(queue),
                     enqueued_at: now.wall,
@@ -149,7 +164,12 @@ impl Broker {
                     idempotency_key: event.idempotency_key.as_deref().map(Cow::Borrowed),
                     headers: Cow::Borrowed(&event.headers),
                     payload: Cow::Borrowed(&event.payload),
-                })
+                };
+                let extra = Extra {
+                    priority: event.priority,
+                    expires_at: *expires_at,
+                };
+                Record::enqueue(stored, extra)
             })
             .collect();
         let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
@@ -177,6 +197,11 @@ impl Broker {
             if !rules::DELAY_MS.contains(event.delay_ms) {
                 let field = format!("events[{i}].delay_ms");
                 return Err(rules::DELAY_MS.refuse(field, event.delay_ms));
+            }
+            if let Some(ttl) = event.ttl_ms {
+                if !rules::MESSAGE_TTL_MS.contains(ttl) {
+                    return Err(rules::MESSAGE_TTL_MS.refuse(format!("events[{i}].ttl_ms"), ttl));
+                }
             }
             if let Some(key) = &event.idempotency_key {
                 if !rules::IDEMPOTENCY_KEY.allows(key) {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::order::Order;
+use super::ready::ReadyOrder;
 use super::record::OwnSettings;
 use super::settings::QueueSettings;
 
@@ -41,6 +42,8 @@ pub struct QueueStats {
     pub expired_total: u64,
     /// Dead events sent back to ready.
     pub redriven_total: u64,
+    /// Events that expired before they were acked, dropped or dead-lettered.
+    pub ttl_expired_total: u64,
     /// The settings in force, the queue's own or the broker-wide ones.
     /// Worked out when the counts are read, as the age below is.
     pub settings: QueueSettings,
@@ -70,12 +73,18 @@ pub enum Status {
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub name: Arc<str>,
-    /// Ready events by (visible time, id): FIFO order of becoming visible.
-    pub ready: Order<(u64, u64)>,
+    /// Ready events by priority, then (visible time, id): within a
+    /// priority, FIFO order of becoming visible.
+    pub ready: ReadyOrder,
     /// Delayed events by (visible time, id).
     pub delayed: Order<(u64, u64)>,
     /// Leases by (deadline, id, serial).
     pub deadlines: Order<(Instant, u64, u64)>,
+    /// Waiting events with an expiry, by (expiry, id); checked lazily,
+    /// like the other orders.
+    pub expiring: Order<(u64, u64)>,
+    /// Live events of the queue with an expiry.
+    pub expiring_events: u64,
     /// Dead events, by id for paging.
     pub dead: BTreeSet<u64>,
     /// Events not yet applied whose enqueue is being written.
@@ -107,9 +116,11 @@ impl Queue {
                 ..QueueStats::default()
             },
             name,
-            ready: Order::new(),
+            ready: ReadyOrder::default(),
             delayed: Order::new(),
             deadlines: Order::new(),
+            expiring: Order::new(),
+            expiring_events: 0,
             dead: BTreeSet::new(),
             reserved: 0,
             settings: OwnSettings::default(),

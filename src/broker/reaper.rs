@@ -1,5 +1,6 @@
 //! The reaper step: expired leases become failed deliveries, due delayed
-//! events become ready, idempotency keys past their window are forgotten.
+//! events become ready, waiting events past their TTL expire, idempotency
+//! keys past their window are forgotten.
 //! A task calls it every `REAPER_INTERVAL_MS` or at the next due moment.
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::consume::Failure;
+use super::expiry::expire_record;
 use super::queue::Status;
 use super::{Broker, BrokerError, Core, Pending};
 
@@ -18,6 +20,8 @@ pub struct ReapReport {
     pub expired: usize,
     /// Delayed events made ready.
     pub promoted: usize,
+    /// Waiting events past their TTL, dropped or dead-lettered.
+    pub ttl_expired: usize,
     /// The next moment a lease expires or a delayed event is due, on the broker's clock.
     pub next_due: Option<Instant>,
 }
@@ -47,16 +51,18 @@ impl Broker {
             return Pending::done(Err(e));
         }
         let expired = core.state.expire(now.mono);
+        let ttl = core.state.take_expired(now.wall);
         let next_due = core.state.next_due(now);
         let report = ReapReport {
             expired: expired.len(),
             promoted,
+            ttl_expired: ttl.len(),
             next_due,
         };
-        if expired.is_empty() {
+        if expired.is_empty() && ttl.is_empty() {
             return Pending::done(Ok(report));
         }
-        let records = expired
+        let mut records: Vec<_> = expired
             .iter()
             .map(|&(id, failures_before)| {
                 let failure = Failure {
@@ -68,7 +74,19 @@ impl Broker {
                 self.failure_record(&core, &failure, now)
             })
             .collect();
+        // One record per queue: the expired come out of the reaper's pass
+        // queue by queue.
+        for run in ttl.chunk_by(|a, b| a.queue == b.queue) {
+            let ids = run.iter().map(|e| e.id).collect();
+            let dead_letter = self.settings_of(&core, run[0].queue).dead_letter_expired;
+            records.push(expire_record(ids, dead_letter, now.wall));
+        }
         let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
+            if result.is_err() {
+                for e in &ttl {
+                    core.state.restore_expired(e, now.wall);
+                }
+            }
             for (id, _) in &expired {
                 if result.is_err() {
                     // Still expired: the next step tries again.

@@ -116,6 +116,49 @@ pub enum Record<'a> {
         #[serde(borrow)]
         queue: Cow<'a, str>,
     },
+    /// A new event with a priority or an expiry: [`Record::Enqueue`] is
+    /// kept for the others, so that their records stay as they were.
+    EnqueueWith(#[serde(borrow)] Stored<'a>, Extra),
+    /// [`Record::Relocated`] of an event with a priority or an expiry.
+    RelocatedWith {
+        /// The event as enqueued.
+        #[serde(borrow)]
+        event: Stored<'a>,
+        /// Failures so far.
+        failures: u32,
+        /// When it died (Unix ms), if it is dead.
+        dead_at: Option<u64>,
+        /// Why its last delivery failed, if one did.
+        #[serde(borrow)]
+        last_error: Option<Cow<'a, str>>,
+        /// Its priority and expiry now.
+        extra: Extra,
+    },
+    /// Events past their expiry: gone, or moved to their queue's
+    /// dead-letter queue when `dead_at` is given.
+    Expire {
+        /// The events.
+        ids: Vec<u64>,
+        /// When they died (Unix ms), for those dead-lettered.
+        dead_at: Option<u64>,
+    },
+}
+
+/// What an event may carry besides [`Stored`]: the default is what an
+/// event enqueued without them has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extra {
+    /// Higher is delivered first.
+    pub priority: u8,
+    /// When it expires (Unix ms); `None`: never.
+    pub expires_at: Option<u64>,
+}
+
+impl Extra {
+    /// Whether an event's records need to carry it.
+    pub fn is_default(&self) -> bool {
+        *self == Extra::default()
+    }
 }
 
 /// A queue's own settings, as logged. Each `None` follows the broker-wide
@@ -255,7 +298,7 @@ impl Subscribed<'_> {
     }
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
     /// The record without headers and payload, which applying it does not
     /// need: what the live path keeps until the record is durable.
     pub fn into_index(self) -> Record<'static> {
@@ -308,6 +351,70 @@ impl Record<'_> {
             Record::DeleteQueue { queue } => Record::DeleteQueue {
                 queue: Cow::Owned(queue.into_owned()),
             },
+            Record::EnqueueWith(event, extra) => Record::EnqueueWith(event.into_index(), extra),
+            Record::RelocatedWith {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+            } => Record::RelocatedWith {
+                event: event.into_index(),
+                failures,
+                dead_at,
+                last_error: owned(last_error),
+                extra,
+            },
+            Record::Expire { ids, dead_at } => Record::Expire { ids, dead_at },
+        }
+    }
+
+    /// A new event's record: [`Record::Enqueue`] unless it carries more.
+    pub fn enqueue(event: Stored<'a>, extra: Extra) -> Record<'a> {
+        if extra.is_default() {
+            Record::Enqueue(event)
+        } else {
+            Record::EnqueueWith(event, extra)
+        }
+    }
+
+    /// A live event's copy, with its state now.
+    pub fn relocated(
+        event: Stored<'a>,
+        failures: u32,
+        dead_at: Option<u64>,
+        last_error: Option<Cow<'a, str>>,
+        extra: Extra,
+    ) -> Record<'a> {
+        if extra.is_default() {
+            Record::Relocated {
+                event,
+                failures,
+                dead_at,
+                last_error,
+            }
+        } else {
+            Record::RelocatedWith {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+            }
+        }
+    }
+
+    /// The event a full record (an enqueue or a relocation) holds, with what
+    /// it carries besides.
+    pub fn into_event(self) -> Option<(Stored<'a>, Extra)> {
+        match self {
+            Record::Enqueue(event) | Record::Relocated { event, .. } => {
+                Some((event, Extra::default()))
+            }
+            Record::EnqueueWith(event, extra) | Record::RelocatedWith { event, extra, .. } => {
+                Some((event, extra))
+            }
+            _ => None,
         }
     }
 
@@ -444,6 +551,31 @@ mod tests {
             },
             Record::DeleteQueue {
                 queue: "orders".into(),
+            },
+            Record::EnqueueWith(
+                stored(),
+                Extra {
+                    priority: 255,
+                    expires_at: Some(1_700_000_060_000),
+                },
+            ),
+            Record::RelocatedWith {
+                event: stored(),
+                failures: 1,
+                dead_at: None,
+                last_error: None,
+                extra: Extra {
+                    priority: 9,
+                    expires_at: None,
+                },
+            },
+            Record::Expire {
+                ids: vec![7, 8],
+                dead_at: Some(1_700_000_060_001),
+            },
+            Record::Expire {
+                ids: vec![9],
+                dead_at: None,
             },
         ];
         for record in records {

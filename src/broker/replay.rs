@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::sync::{mpsc, Arc};
 
 use super::index::{page_of, Page};
-use super::record::{self, Record, Stored};
+use super::record::{self, Extra, Record, Stored};
 use super::state::State;
 use super::BrokerError;
 use crate::wal::{Position, RecoveryReport, ReplaySegment, Wal, WalError, WalOptions};
@@ -37,6 +37,7 @@ enum Item {
         enqueued_at: u64,
         visible_at: u64,
         key: Option<Box<str>>,
+        extra: Extra,
     },
     /// Any other record, as its bytes.
     Other { pos: Position, body: Box<[u8]> },
@@ -153,8 +154,9 @@ fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> 
                 enqueued_at,
                 visible_at,
                 key,
+                extra,
             } => {
-                let record = Record::Enqueue(Stored {
+                let stored = Stored {
                     id,
                     queue: Cow::Borrowed(&queue),
                     enqueued_at,
@@ -162,7 +164,8 @@ fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> 
                     idempotency_key: key.as_deref().map(Cow::Borrowed),
                     headers: Cow::Borrowed(&[]),
                     payload: Cow::Borrowed(&[]),
-                });
+                };
+                let record = Record::enqueue(stored, extra);
                 state.apply(&record, &pos, now);
             }
             Item::Other { pos, body } => {
@@ -236,11 +239,15 @@ impl Decoder {
             offset: pos.offset,
             source,
         })?;
-        let Record::Enqueue(stored) = record else {
-            return Ok(Item::Other {
-                pos,
-                body: Box::from(body),
-            });
+        let (stored, extra) = match record {
+            Record::Enqueue(stored) => (stored, Extra::default()),
+            Record::EnqueueWith(stored, extra) => (stored, extra),
+            _ => {
+                return Ok(Item::Other {
+                    pos,
+                    body: Box::from(body),
+                })
+            }
         };
         let page = page_of(stored.id);
         if self.page.is_none_or(|made| page > made) {
@@ -258,6 +265,7 @@ impl Decoder {
             enqueued_at: stored.enqueued_at,
             visible_at: stored.visible_at,
             key: stored.idempotency_key.map(|k| Box::from(&*k)),
+            extra,
         })
     }
 }

@@ -196,8 +196,11 @@ pub const BACKOFF_MULTIPLIER: Number = Number {
 /// `QUEUE_MAX_SIZE`, and `max_size` of a queue.
 pub const QUEUE_MAX_SIZE: Whole = Whole::count(1, 100_000_000);
 
-/// `message_ttl_ms` of a queue: 1 ms to 30 days.
+/// `message_ttl_ms` of a queue and `ttl_ms` of an event: 1 ms to 30 days.
 pub const MESSAGE_TTL_MS: Whole = Whole::millis(1, MAX_DELAY_MS);
+
+/// `priority` of an event: higher is delivered first.
+pub const PRIORITY: Whole = Whole::count(0, u8::MAX as u64);
 
 /// `idempotency_key` of an event.
 pub const IDEMPOTENCY_KEY: Text = Text {

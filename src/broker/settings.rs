@@ -17,8 +17,10 @@
 //!   wait (a resume wakes them), so webhook workers, which lease like any
 //!   consumer, stop too. Enqueue, ack, nack and extend work as ever, and
 //!   the reaper fails expired leases by the queue's rules.
-//! - `message_ttl_ms` and `dead_letter_expired` are kept and shown for the
-//!   event TTL to come; no event expires yet.
+//! - `message_ttl_ms` is the TTL of events enqueued without their own
+//!   `ttl_ms`, fixed when each is enqueued: a change leaves the expiry of
+//!   the events already there as it was. `dead_letter_expired` is read when
+//!   an event expires (`expiry` module).
 //! - `max_backoff_ms` is a cap: below the base in force it makes every
 //!   retry wait the cap, rather than being refused. So a queue can lower one
 //!   without naming the other, and no change of the broker-wide values at a

@@ -16,7 +16,7 @@ use super::idempotency::Idempotency;
 use super::index::EventIndex;
 use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
-use super::record::{Record, Stored, Subscribed};
+use super::record::{Extra, Record, Stored, Subscribed};
 use crate::wal::Position;
 
 /// Cancelled ids remembered for their receipts' answers; the lowest are
@@ -36,7 +36,9 @@ pub struct Now {
     pub wall: u64,
 }
 
-/// One event in the index. Fields are flat so the struct stays at 40 bytes.
+/// One event in the index. Fields are flat so the struct stays at 40
+/// bytes; the few events with an expiry keep it beside the index
+/// ([`State::expires`]), so that the others do not pay for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Event {
     /// Segment and offset of the event's newest full record (enqueue or relocation).
@@ -48,6 +50,8 @@ pub(crate) struct Event {
     pub failures: u32,
     pub queue: u32,
     pub status: Status,
+    /// Higher is delivered first.
+    pub priority: u8,
 }
 
 impl Event {
@@ -79,6 +83,10 @@ pub struct EventView {
     pub failures: u32,
     /// Visible time while waiting, death time when dead (Unix ms); 0 in flight.
     pub time: u64,
+    /// Higher is delivered first.
+    pub priority: u8,
+    /// When it expires (Unix ms), if it does.
+    pub expires_at: Option<u64>,
 }
 
 /// [`Status`] without the transient states.
@@ -104,6 +112,8 @@ pub(crate) struct State {
     /// a hash map would rebuild itself whole with the state locked.
     pub errors: BTreeMap<u64, Box<str>>,
     pub leases: BTreeMap<u64, Lease>,
+    /// When each event that expires does (Unix ms). Dead events have none.
+    pub expires: BTreeMap<u64, u64>,
     live: BTreeMap<u64, Live>,
     /// Per segment, until when an idempotency key enqueued in it is in its
     /// window (Unix ms): the segment must stay so a restart still knows the key.
@@ -132,6 +142,7 @@ impl State {
             events: EventIndex::default(),
             errors: BTreeMap::new(),
             leases: BTreeMap::new(),
+            expires: BTreeMap::new(),
             live: BTreeMap::new(),
             keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),
@@ -228,7 +239,8 @@ impl State {
     /// Applies a durable record found at `pos`; returns the queue it changed.
     pub fn apply(&mut self, record: &Record<'_>, pos: &Position, now: u64) -> Option<u32> {
         match record {
-            Record::Enqueue(stored) => self.apply_stored(stored, pos, None, now),
+            Record::Enqueue(stored) => self.apply_stored(stored, Extra::default(), pos, None, now),
+            Record::EnqueueWith(stored, extra) => self.apply_stored(stored, *extra, pos, None, now),
             Record::Ack { ids } => self.remove_all(ids, |s| Some(&mut s.acked_total)),
             Record::Purge { ids } => self.remove_all(ids, |_| None),
             Record::Fail {
@@ -276,8 +288,23 @@ impl State {
                     dead_at: *dead_at,
                     last_error: last_error.as_deref(),
                 };
-                self.apply_stored(event, pos, Some(copy), now)
+                self.apply_stored(event, Extra::default(), pos, Some(copy), now)
             }
+            Record::RelocatedWith {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+            } => {
+                let copy = Relocation {
+                    failures: *failures,
+                    dead_at: *dead_at,
+                    last_error: last_error.as_deref(),
+                };
+                self.apply_stored(event, *extra, pos, Some(copy), now)
+            }
+            Record::Expire { ids, dead_at } => self.expire_all(ids, *dead_at),
             Record::Subscribe(subscribed) => {
                 let kept = (subscribed.clone().into_owned(), pos.segment);
                 self.subscriptions
@@ -304,6 +331,7 @@ impl State {
     fn apply_stored(
         &mut self,
         stored: &Stored<'_>,
+        extra: Extra,
         pos: &Position,
         relocated: Option<Relocation<'_>>,
         now: u64,
@@ -340,8 +368,12 @@ impl State {
             failures,
             queue: q,
             status,
+            priority: extra.priority,
         };
         self.events.insert(stored.id, event);
+        if let Some(at) = extra.expires_at.filter(|_| status != Status::Dead) {
+            self.set_expiry(stored.id, q, at);
+        }
         self.queues[q as usize].count(None, Some(status));
         self.push(stored.id, &event);
         self.add_live(pos.segment, pos.len, stored.id);
@@ -381,7 +413,7 @@ impl State {
     }
 
     /// Takes an event out of the index.
-    fn remove(&mut self, id: u64) -> Option<Event> {
+    pub(super) fn remove(&mut self, id: u64) -> Option<Event> {
         let event = self.events.remove(&id)?;
         let queue = &mut self.queues[event.queue as usize];
         queue.count(Some(event.status), None);
@@ -389,6 +421,7 @@ impl State {
         self.unlive(event.segment, event.len);
         self.errors.remove(&id);
         self.leases.remove(&id);
+        self.clear_expiry(id, event.queue);
         Some(event)
     }
 
@@ -403,18 +436,21 @@ impl State {
         Some(event.queue)
     }
 
-    fn kill(&mut self, id: u64, failures: u32, dead_at: u64) -> Option<u32> {
+    pub(super) fn kill(&mut self, id: u64, failures: u32, dead_at: u64) -> Option<u32> {
         let event = self.events.get_mut(&id)?;
         event.failures = failures;
         event.time = dead_at;
         let q = event.queue;
         self.leases.remove(&id);
+        // The dead-letter queue keeps an event until it is redriven or
+        // purged, and a redriven one is wanted again: neither expires.
+        self.clear_expiry(id, q);
         self.set_status(id, Status::Dead);
         self.queues[q as usize].stats.dead_lettered_total += 1;
         Some(q)
     }
 
-    fn set_error(&mut self, id: u64, error: Option<&str>) {
+    pub(super) fn set_error(&mut self, id: u64, error: Option<&str>) {
         match error {
             Some(e) => {
                 self.errors.insert(id, Box::from(e));
@@ -440,6 +476,13 @@ impl State {
         {
             queue.dead.remove(&id);
         }
+        // Back to waiting: the expiry order may have dropped the event
+        // while it was leased or being written.
+        if is_waiting(to) && !is_waiting(from) {
+            if let Some(&at) = self.expires.get(&id) {
+                queue.expiring.push(Reverse((at, id)));
+            }
+        }
         self.push(id, &event);
     }
 
@@ -447,7 +490,7 @@ impl State {
     fn push(&mut self, id: u64, event: &Event) {
         let queue = &mut self.queues[event.queue as usize];
         match event.status {
-            Status::Ready => queue.ready.push(Reverse((event.time, id))),
+            Status::Ready => queue.ready.push(event.priority, (event.time, id)),
             Status::Delayed => queue.delayed.push(Reverse((event.time, id))),
             Status::Dead => {
                 queue.dead.insert(id);
@@ -514,6 +557,7 @@ impl State {
             queue.ready.shrink(SHRINK_ABOVE);
             queue.delayed.shrink(SHRINK_ABOVE);
             queue.deadlines.shrink(SHRINK_ABOVE);
+            queue.expiring.shrink(SHRINK_ABOVE);
         }
     }
 
@@ -584,13 +628,24 @@ impl State {
     /// in the heap; time spent visible and unleased is also what shows
     /// consumers falling behind, which is what the figure is for.
     pub fn oldest_ready(&mut self, q: u32) -> Option<u64> {
+        let mut stale = Vec::new();
         loop {
-            let &Reverse((time, id)) = self.queues[q as usize].ready.peek()?;
-            let current = self.events.get(&id);
-            if current.is_some_and(|e| e.status == Status::Ready && e.time == time) {
-                return Some(time);
+            stale.clear();
+            let mut oldest: Option<u64> = None;
+            for (level, (time, id)) in self.queues[q as usize].ready.fronts() {
+                let current = self.events.get(&id);
+                if current.is_some_and(|e| e.status == Status::Ready && e.time == time) {
+                    oldest = Some(oldest.map_or(time, |o| o.min(time)));
+                } else {
+                    stale.push(level);
+                }
             }
-            self.queues[q as usize].ready.pop();
+            if stale.is_empty() {
+                return oldest;
+            }
+            for &level in &stale {
+                self.queues[q as usize].ready.pop_at(level);
+            }
         }
     }
 
@@ -612,6 +667,8 @@ impl State {
                     Status::InFlight | Status::Settling => 0,
                     _ => e.time,
                 },
+                priority: e.priority,
+                expires_at: self.expires.get(&id).copied(),
             })
             .collect();
         out.sort_unstable();
@@ -627,7 +684,11 @@ struct Relocation<'a> {
     last_error: Option<&'a str>,
 }
 
-fn waiting_status(visible_at: u64, now: u64) -> Status {
+fn is_waiting(status: Status) -> bool {
+    matches!(status, Status::Ready | Status::Delayed)
+}
+
+pub(crate) fn waiting_status(visible_at: u64, now: u64) -> Status {
     if visible_at <= now {
         Status::Ready
     } else {
@@ -645,7 +706,7 @@ mod tests {
         let q = state.intern("q") as usize;
         // Falling keys: every one but the first comes out of order.
         for i in (0..10_000).rev() {
-            state.queues[q].ready.push(Reverse((i, i)));
+            state.queues[q].ready.push(0, (i, i));
         }
         state.shrink();
         assert!(
@@ -658,6 +719,6 @@ mod tests {
         }
         state.shrink();
         assert!(state.queues[q].ready.heap_capacity() < 100);
-        assert_eq!(state.queues[q].ready.peek(), Some(&Reverse((9_998, 9_998))));
+        assert_eq!(state.queues[q].ready.pop(), Some((0, (9_998, 9_998))));
     }
 }
