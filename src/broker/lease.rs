@@ -207,6 +207,8 @@ impl State {
     /// for the reaper to expire.
     pub fn lease(&mut self, q: u32, max: usize, timeout: Duration, now: Now) -> Vec<Leased> {
         self.promote(q, now.wall);
+        // Checked once: a queue none of whose events expires pays nothing more.
+        let expiring = self.queues[q as usize].expiring_events > 0;
         let mut out = Vec::new();
         while out.len() < max {
             let Some((_, (time, id))) = self.queues[q as usize].ready.pop() else {
@@ -218,7 +220,11 @@ impl State {
             if event.status != Status::Ready || event.time != time {
                 continue;
             }
-            if self.is_expired(id, q, now.wall) {
+            let expires_at = match expiring {
+                true => self.expires.get(&id).copied(),
+                false => None,
+            };
+            if expires_at.is_some_and(|at| at <= now.wall) {
                 continue;
             }
             let serial = self.next_serial;
@@ -231,10 +237,6 @@ impl State {
             self.leases.insert(id, lease);
             self.set_status(id, Status::InFlight);
             self.queues[q as usize].stats.delivered_total += 1;
-            let expires_at = match self.queues[q as usize].expiring_events {
-                0 => None,
-                _ => self.expires.get(&id).copied(),
-            };
             out.push(Leased {
                 event,
                 id,

@@ -487,6 +487,7 @@ impl State {
     }
 
     /// Puts an event where its status says it belongs.
+    #[inline]
     fn push(&mut self, id: u64, event: &Event) {
         let queue = &mut self.queues[event.queue as usize];
         match event.status {
