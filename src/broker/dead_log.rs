@@ -1,5 +1,6 @@
 //! A log line for each event moved to a dead-letter queue, once its `Dead`
-//! record is durable, whether a nack or an expired lease killed it; held
+//! record is durable, whether a nack or an expired lease killed it, or its
+//! `Expire` record when its TTL sent it there; held
 //! back to one a second per queue ([`Throttle`]). Recovery replays `Dead`
 //! records without this: it logs what it found, not what happened earlier.
 
@@ -7,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::expiry::TTL_EXPIRED;
 use super::record::Record;
 use super::state::State;
 use crate::log_throttle::Throttle;
@@ -34,27 +36,28 @@ impl DeadLog {
     pub fn lines(&mut self, state: &State, records: &[Record<'_>], now: Instant) -> Vec<DeadLine> {
         let mut lines = Vec::new();
         for record in records {
-            let Record::Dead {
-                id,
-                failures,
-                error,
-                ..
-            } = record
-            else {
-                continue;
+            let died: Vec<(u64, Option<&str>)> = match record {
+                Record::Dead { id, error, .. } => vec![(*id, error.as_deref())],
+                Record::Expire {
+                    ids,
+                    dead_at: Some(_),
+                } => ids.iter().map(|id| (*id, Some(TTL_EXPIRED))).collect(),
+                _ => continue,
             };
-            let Some(event) = state.events.get(id) else {
-                continue;
-            };
-            let throttle = self.throttles.entry(event.queue).or_default();
-            if let Some(suppressed) = throttle.admit(now) {
-                lines.push(DeadLine {
-                    queue: state.queues[event.queue as usize].name.clone(),
-                    id: *id,
-                    failures: *failures,
-                    error: error.as_deref().map(str::to_string),
-                    suppressed,
-                });
+            for (id, error) in died {
+                let Some(event) = state.events.get(&id) else {
+                    continue;
+                };
+                let throttle = self.throttles.entry(event.queue).or_default();
+                if let Some(suppressed) = throttle.admit(now) {
+                    lines.push(DeadLine {
+                        queue: state.queues[event.queue as usize].name.clone(),
+                        id,
+                        failures: event.failures,
+                        error: error.map(str::to_string),
+                        suppressed,
+                    });
+                }
             }
         }
         lines
@@ -136,6 +139,25 @@ mod tests {
             (4, 1),
             "event 2 was held back"
         );
+    }
+
+    #[test]
+    fn an_expiry_to_the_dead_letter_queue_writes_a_line_and_a_drop_none() {
+        let state = state_with_dead(&["a", "b"], &[(1, 0), (2, 1)]);
+        let records = [
+            Record::Expire {
+                ids: vec![1],
+                dead_at: Some(0),
+            },
+            Record::Expire {
+                ids: vec![2],
+                dead_at: None,
+            },
+        ];
+        let lines = DeadLog::default().lines(&state, &records, Instant::now());
+        let got: Vec<(u64, Option<&str>)> =
+            lines.iter().map(|l| (l.id, l.error.as_deref())).collect();
+        assert_eq!(got, [(1, Some("expired"))]);
     }
 
     #[test]
