@@ -2,6 +2,7 @@
 //! pages and webhook bodies alike. Payload and headers are written as the
 //! stored JSON text, never re-encoded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,16 +19,23 @@ pub struct EventJson<'a> {
     headers: &'a RawValue,
     attempt: u32,
     priority: u8,
-    enqueued_at: String,
+    #[serde(serialize_with = "as_str")]
+    enqueued_at: Arc<str>,
     expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<String>,
-    lease_expires_at: String,
+    #[serde(serialize_with = "as_str")]
+    lease_expires_at: Arc<str>,
 }
 
 impl<'a> EventJson<'a> {
-    /// The event of a lease; webhook bodies leave the receipt out.
-    pub fn of(d: &'a Delivery, with_receipt: bool) -> Result<Self, serde_json::Error> {
+    /// The event of a lease; webhook bodies leave the receipt out. Times
+    /// are written by `times`, which the events of one answer share.
+    pub fn of(
+        d: &'a Delivery,
+        with_receipt: bool,
+        times: &mut EventTimes,
+    ) -> Result<Self, serde_json::Error> {
         Ok(EventJson {
             id: d.id,
             queue: &d.queue,
@@ -35,12 +43,43 @@ impl<'a> EventJson<'a> {
             headers: raw(d.headers(), "{}")?,
             attempt: d.attempt,
             priority: d.priority,
-            enqueued_at: timestamp(d.enqueued_at),
+            enqueued_at: times.enqueued.of(d.enqueued_at),
             expires_at: d.expires_at.map(timestamp),
             receipt: with_receipt.then(|| d.receipt.to_string()),
-            lease_expires_at: timestamp(d.lease_expires_at),
+            lease_expires_at: times.lease.of(d.lease_expires_at),
         })
     }
+}
+
+/// The times of the events of one answer, each written once for a run of
+/// equal ones: the events of a lease share their lease's end, and those
+/// enqueued in one batch their enqueue time, so that a lease of 100 events
+/// formats two times, not 200.
+#[derive(Default)]
+pub struct EventTimes {
+    enqueued: LastTime,
+    lease: LastTime,
+}
+
+/// The last time written, kept to be shared.
+#[derive(Default)]
+struct LastTime(Option<(u64, Arc<str>)>);
+
+impl LastTime {
+    fn of(&mut self, unix_ms: u64) -> Arc<str> {
+        match &self.0 {
+            Some((ms, text)) if *ms == unix_ms => text.clone(),
+            _ => self
+                .0
+                .insert((unix_ms, timestamp(unix_ms).into()))
+                .1
+                .clone(),
+        }
+    }
+}
+
+fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 /// Stored JSON text as a raw value (`empty` when nothing was stored); it

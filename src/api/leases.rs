@@ -16,7 +16,7 @@ use super::path::Queue;
 use super::{ApiError, AppState, MAX_WAIT};
 use crate::broker::rules::{Whole, DELAY_MS, NACK_ERROR, VISIBILITY_TIMEOUT_MS};
 use crate::broker::{Limits, ReceiptResult, ReceiptStatus};
-use crate::event_json::EventJson;
+use crate::event_json::{EventJson, EventTimes};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -85,9 +85,10 @@ pub(crate) async fn lease(
             () = state.shutdown.cancelled() => broker.lease(&queue, max, visibility)?,
         }
     };
+    let mut times = EventTimes::default();
     let events = got
         .iter()
-        .map(|d| EventJson::of(d, true))
+        .map(|d| EventJson::of(d, true, &mut times))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::damaged)?;
     let mut response = Json(LeaseOut { events }).into_response();

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{DeliveryObserver, Signer};
 use crate::broker::address::non_public;
 use crate::broker::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
-use crate::event_json::EventJson;
+use crate::event_json::{EventJson, EventTimes};
 use crate::log_throttle::Throttle;
 
 /// How long one lease request waits for an event before asking again.
@@ -124,7 +124,8 @@ impl Pusher {
 
     async fn deliver(&self, event: Delivery) {
         let started = Instant::now();
-        let body = EventJson::of(&event, false).and_then(|json| serde_json::to_vec(&json));
+        let body = EventJson::of(&event, false, &mut EventTimes::default())
+            .and_then(|json| serde_json::to_vec(&json));
         let (status, error) = match body {
             Ok(body) => self.post(&event, body).await,
             Err(e) => (None, Some(format!("the stored event is not JSON: {e}"))),
