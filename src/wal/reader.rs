@@ -164,7 +164,7 @@ impl ReplaySegment {
     /// active segment's prefix is safe: the prefix is complete and the log
     /// only ever cuts back bytes past it.
     pub(crate) fn open(first_seq: u64, path: PathBuf, len: u64) -> Result<Self, WalError> {
-        let map = segment::map(&path, len)?;
+        let map = segment::map_whole(&path, len)?;
         Ok(ReplaySegment {
             first_seq,
             path,

@@ -204,7 +204,7 @@ fn recover_segment(
     let file_len = std::fs::metadata(&path)
         .map_err(|e| WalError::io("stat", &path, e))?
         .len();
-    let map = segment::map(&path, file_len)?;
+    let map = segment::map_whole(&path, file_len)?;
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
     let strict = mode == RecoveryMode::Strict;
     let found = scan::scan(bytes, first_seq, newest, strict, &mut |_, _| {})
