@@ -93,7 +93,8 @@ impl Broker {
         let q = core.state.intern(queue);
         let mut answers = Vec::with_capacity(events.len());
         let mut new_keys: HashMap<&str, (u64, Option<u64>)> = HashMap::new();
-        let queue_ttl = self.settings_of(&core, q).message_ttl_ms;
+        let settings = self.settings_of(&core, q);
+        let queue_ttl = settings.message_ttl_ms;
         let ttl_ms = |event: &NewEvent| event.ttl_ms.or(queue_ttl);
         let mut fresh = Vec::new();
         core.next_id = core.next_id.max(core.state.next_id);
@@ -133,7 +134,7 @@ impl Broker {
             return Ok(Attempt::Submitted(Pending::done(Ok(answers))));
         }
         let adding = fresh.len() as u64;
-        let max = self.settings_of(&core, q).max_size;
+        let max = settings.max_size;
         if adding > max {
             return Err(BrokerError::BatchOverQueueSize { adding, max });
         }
