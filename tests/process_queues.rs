@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::server::Server;
@@ -70,6 +70,20 @@ struct Met {
     errors: Vec<String>,
     /// Ids whose enqueue was answered before the delete was sent.
     before_delete: BTreeSet<u64>,
+    /// Requests sent once the delete was answered, and answered.
+    after_delete: usize,
+}
+
+/// What the load met, and a signal at each answer.
+type Seen = Arc<(Mutex<Met>, Condvar)>;
+
+/// Waits until what the load met passes `enough`, for at most a minute.
+fn wait_for(seen: &Seen, what: &str, enough: impl Fn(&Met) -> bool) {
+    let (met, answered) = &**seen;
+    let (_met, waited) = answered
+        .wait_timeout_while(met.lock().unwrap(), Duration::from_secs(60), |m| !enough(m))
+        .unwrap();
+    assert!(!waited.timed_out(), "{what}");
 }
 
 #[test]
@@ -90,16 +104,23 @@ fn a_queue_deleted_under_load_answers_not_found_and_stays_gone_after_a_kill() {
     );
 
     let deleting = Arc::new(AtomicBool::new(false));
+    let deleted = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let met = Arc::new(Mutex::new(Met::default()));
+    let seen: Seen = Arc::default();
     let mut threads = Vec::new();
     for p in 0..2 {
-        let (url, deleting, stop, met) =
-            (doomed.clone(), deleting.clone(), stop.clone(), met.clone());
+        let (url, deleting, deleted, stop, seen) = (
+            doomed.clone(),
+            deleting.clone(),
+            deleted.clone(),
+            stop.clone(),
+            seen.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             let client = Client::new();
             while !stop.load(Ordering::SeqCst) {
                 let sent_before = !deleting.load(Ordering::SeqCst);
+                let sent_after = deleted.load(Ordering::SeqCst);
                 let batch: Vec<Value> = (0..5).map(|i| json!({"payload": [p, i]})).collect();
                 let (status, v) = send(
                     &client,
@@ -107,20 +128,24 @@ fn a_queue_deleted_under_load_answers_not_found_and_stays_gone_after_a_kill() {
                     &format!("{url}/events"),
                     Some(Value::Array(batch)),
                 );
+                let (met, answered) = &*seen;
                 let mut met = met.lock().unwrap();
                 if status != StatusCode::CREATED {
                     met.errors.push(format!("enqueue: {status} {v}"));
                 } else if sent_before && !deleting.load(Ordering::SeqCst) {
                     met.before_delete.extend(ids(&v, "ids"));
                 }
+                met.after_delete += usize::from(sent_after);
+                answered.notify_all();
             }
         }));
     }
     for _ in 0..2 {
-        let (url, deleting, stop, met) =
-            (doomed.clone(), deleting.clone(), stop.clone(), met.clone());
+        let (url, deleting, stop, seen) =
+            (doomed.clone(), deleting.clone(), stop.clone(), seen.clone());
         threads.push(std::thread::spawn(move || {
             let client = Client::new();
+            let met = &seen.0;
             while !stop.load(Ordering::SeqCst) {
                 let (status, v) = send(
                     &client,
@@ -144,8 +169,6 @@ fn a_queue_deleted_under_load_answers_not_found_and_stays_gone_after_a_kill() {
                 if receipts.is_empty() {
                     continue;
                 }
-                // Held a moment, so that the delete finds leases out.
-                std::thread::sleep(Duration::from_millis(5));
                 let (status, v) = send(
                     &client,
                     Method::POST,
@@ -170,20 +193,15 @@ fn a_queue_deleted_under_load_answers_not_found_and_stays_gone_after_a_kill() {
 
     // Under load for a while, then deleted; a delete that meets an event
     // being changed answers 409 and is tried again, as API.md says.
-    let started = Instant::now();
-    while met.lock().unwrap().before_delete.len() < 5_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the load made too little progress"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(&seen, "the load made too little progress", |m| {
+        m.before_delete.len() >= 5_000
+    });
     // A lease surely out when the delete comes.
     let held = call(
         &client,
         Method::POST,
         &format!("{doomed}/lease"),
-        Some(json!({"visibility_timeout_ms": 600000})),
+        Some(json!({"visibility_timeout_ms": 600000, "wait_ms": 30000})),
     );
     let held = held["events"][0]["receipt"].clone();
     deleting.store(true, Ordering::SeqCst);
@@ -195,12 +213,16 @@ fn a_queue_deleted_under_load_answers_not_found_and_stays_gone_after_a_kill() {
             _ => panic!("delete: {status} {v}"),
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The load goes on against the fresh queue for a while.
+    deleted.store(true, Ordering::SeqCst);
+    wait_for(&seen, "the load stopped after the delete", |m| {
+        m.after_delete >= 40
+    });
     stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().unwrap();
     }
-    let met = std::mem::take(&mut *met.lock().unwrap());
+    let met = std::mem::take(&mut *seen.0.lock().unwrap());
     assert_eq!(met.errors, Vec::<String>::new(), "errors besides not_found");
     let (status, v) = send(
         &client,
