@@ -19,6 +19,7 @@ pub struct EventJson<'a> {
     headers: &'a RawValue,
     attempt: u32,
     priority: u8,
+    group: Option<&'a str>,
     #[serde(serialize_with = "as_str")]
     enqueued_at: Arc<str>,
     expires_at: Option<String>,
@@ -43,6 +44,7 @@ impl<'a> EventJson<'a> {
             headers: raw(d.headers(), "{}")?,
             attempt: d.attempt,
             priority: d.priority,
+            group: d.group(),
             enqueued_at: times.enqueued.of(d.enqueued_at),
             expires_at: d.expires_at.map(timestamp),
             receipt: with_receipt.then(|| d.receipt.to_string()),

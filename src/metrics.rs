@@ -52,6 +52,7 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_utilization: prometheus::GaugeVec,
     queue_totals: IntCounterVec,
+    queue_throttled: IntCounterVec,
     wal_segments: IntGauge,
     wal_bytes: IntGauge,
     wal_failed: IntGauge,
@@ -134,6 +135,14 @@ impl Metrics {
             ),
             &["queue", "event"],
         ));
+        let queue_throttled = must(IntCounterVec::new(
+            Opts::new(
+                "event_broker_queue_throttled_total",
+                "Leases (of consumers and webhook workers) that a flow limit cut short \
+                 while events were ready, by limit: max_in_flight, rate_limit, group_rate_limit",
+            ),
+            &["queue", "limit"],
+        ));
         let wal_segments = must(IntGauge::new("event_broker_wal_segments", "Segment files"));
         let wal_bytes = must(IntGauge::new(
             "event_broker_wal_bytes",
@@ -213,6 +222,7 @@ impl Metrics {
             Box::new(queue_depth.clone()),
             Box::new(queue_utilization.clone()),
             Box::new(queue_totals.clone()),
+            Box::new(queue_throttled.clone()),
             Box::new(wal_segments.clone()),
             Box::new(wal_bytes.clone()),
             Box::new(wal_failed.clone()),
@@ -239,6 +249,7 @@ impl Metrics {
             queue_depth,
             queue_utilization,
             queue_totals,
+            queue_throttled,
             wal_segments,
             wal_bytes,
             wal_failed,
@@ -317,6 +328,7 @@ impl Metrics {
         drop_gone_queues(&self.queue_depth, &live);
         drop_gone_queues(&self.queue_utilization, &live);
         drop_gone_queues(&self.queue_totals, &live);
+        drop_gone_queues(&self.queue_throttled, &live);
         drop_gone_queues(&self.oldest_ready_age, &live);
         drop_gone_queues(&self.queue_paused, &live);
         drop_gone_queues(&self.webhook_calls, &live);
@@ -357,6 +369,15 @@ impl Metrics {
         ] {
             // Totals only grow: the counter catches up by the difference.
             let counter = self.queue_totals.with_label_values(&[name, event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        let throttled = &q.throttled;
+        for (limit, total) in [
+            ("max_in_flight", throttled.max_in_flight),
+            ("rate_limit", throttled.rate_limit),
+            ("group_rate_limit", throttled.group_rate_limit),
+        ] {
+            let counter = self.queue_throttled.with_label_values(&[name, limit]);
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }

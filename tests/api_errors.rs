@@ -414,7 +414,7 @@ async fn a_message_says_what_is_allowed_and_what_came() {
     assert_eq!(
         message(v),
         "events[1]: expected an object with the fields payload (required), delay_ms, \
-         idempotency_key, headers, priority, ttl_ms, got an array"
+         idempotency_key, headers, priority, ttl_ms, group, got an array"
     );
     let (_, v) = api.post(ACK, r#"{"receipts": ["a", "b", null]}"#).await;
     assert_eq!(
@@ -430,7 +430,7 @@ async fn a_message_says_what_is_allowed_and_what_came() {
     assert_eq!(
         message(v),
         "colour: unknown field; the fields here are payload, delay_ms, idempotency_key, headers, \
-         priority, ttl_ms"
+         priority, ttl_ms, group"
     );
     let api = &api;
     let put = |body: &'static str| async move {
@@ -457,7 +457,16 @@ async fn a_message_says_what_is_allowed_and_what_came() {
         put(r#"{"pause": true}"#).await,
         "pause: unknown field; the fields here are visibility_timeout_ms, max_retries, \
          base_backoff_ms, max_backoff_ms, backoff_multiplier, max_size, message_ttl_ms, \
-         dead_letter_expired, paused"
+         dead_letter_expired, paused, group_concurrency, max_in_flight, rate_limit_per_s, \
+         rate_limit_burst, group_rate_limit_per_s"
+    );
+    assert_eq!(
+        put(r#"{"group_concurrency": 0}"#).await,
+        "group_concurrency: expected a whole number from 1 to 10000, got 0"
+    );
+    assert_eq!(
+        put(r#"{"rate_limit_per_s": "fast"}"#).await,
+        "rate_limit_per_s: expected a whole number from 1 to 1000000, got a string"
     );
 }
 

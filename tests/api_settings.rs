@@ -26,6 +26,11 @@ fn defaults() -> Value {
         "message_ttl_ms": null,
         "dead_letter_expired": false,
         "paused": false,
+        "group_concurrency": 1,
+        "max_in_flight": null,
+        "rate_limit_per_s": null,
+        "rate_limit_burst": null,
+        "group_rate_limit_per_s": null,
     })
 }
 

@@ -5,7 +5,11 @@
 //! and pause) go into the model too: each rules its queue from the change
 //! on. Events carry priorities and TTLs: leases follow priority, and
 //! expired events are never leased and go, or go to the dead-letter
-//! queue, when the reaper comes or their lease fails.
+//! queue, when the reaper comes or their lease fails. Events carry
+//! ordering groups: leases follow each group's id order and its
+//! `group_concurrency`, take turns across groups, and keep within the
+//! queue's `max_in_flight` and token-bucket rate limits; a closing drain
+//! checks that every event still pending is delivered.
 
 mod common;
 
@@ -24,8 +28,13 @@ const LEASE_EXPIRED: &str = "lease expired";
 const TTL_EXPIRED: &str = "expired";
 
 /// An event to enqueue: (payload length, delay ms, idempotency key,
-/// priority, TTL ms).
-type NewOne = (usize, u64, Option<u8>, u8, Option<u64>);
+/// priority, TTL ms, group).
+type NewOne = (usize, u64, Option<u8>, u8, Option<u64>, Option<u8>);
+
+/// The name of group `g`.
+fn group_name(g: u8) -> String {
+    format!("tenant-{g}")
+}
 /// Receipt picks: nine of those handed out, newest first (a made-up one
 /// where there are fewer), and two forged from the newest (see
 /// `Model::pick_receipt`).
@@ -92,6 +101,8 @@ enum Op {
         replace: bool,
         change: Change,
     },
+    /// The end of the drain: nothing is left but dead events.
+    Drained,
 }
 
 /// The fields a settings change names; `max_size: Some(0)` is refused.
@@ -106,6 +117,71 @@ struct Change {
     message_ttl_ms: Option<Option<u64>>,
     dead_letter_expired: Option<bool>,
     paused: Option<bool>,
+    flow: FlowChange,
+}
+
+/// The group and flow fields of a settings change; `Some(None)` names none.
+#[derive(Debug, Clone, Copy, Default)]
+struct FlowChange {
+    group_concurrency: Option<Option<u64>>,
+    max_in_flight: Option<Option<u64>>,
+    rate_limit_per_s: Option<Option<u64>>,
+    rate_limit_burst: Option<Option<u64>>,
+    group_rate_limit_per_s: Option<Option<u64>>,
+}
+
+/// A queue's own group and flow settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Flow {
+    group_concurrency: Option<u64>,
+    max_in_flight: Option<u64>,
+    rate_limit_per_s: Option<u64>,
+    rate_limit_burst: Option<u64>,
+    group_rate_limit_per_s: Option<u64>,
+}
+
+impl Flow {
+    fn concurrency(&self) -> usize {
+        self.group_concurrency.unwrap_or(1) as usize
+    }
+
+    /// The rates the token buckets follow, if any.
+    fn rates(&self) -> Option<Rates> {
+        let rates = (
+            self.rate_limit_per_s,
+            self.rate_limit_burst,
+            self.group_rate_limit_per_s,
+        );
+        (rates.0.is_some() || rates.2.is_some()).then_some(rates)
+    }
+}
+
+/// A queue's rate, burst and group rate.
+type Rates = (Option<u64>, Option<u64>, Option<u64>);
+
+/// A turn in a lease: (priority, highest first; serial of the newest lease
+/// of the group; visible time; id), and the group (`None`: no group).
+type Turn = ((std::cmp::Reverse<u8>, u64, u64, u64), Option<u8>);
+
+/// A token bucket as a theoretical arrival time: a delivery at `now` is
+/// allowed unless the bucket's next free time, less its burst's worth, is
+/// still to come; each delivery moves that time one interval on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    next: Option<u128>,
+}
+
+impl Bucket {
+    fn take(&mut self, now_ns: u128, per_s: u64, burst: u64) -> bool {
+        let interval = 1_000_000_000u128 / u128::from(per_s);
+        let tolerance = interval * u128::from(burst - 1);
+        let next = self.next.unwrap_or(now_ns);
+        if now_ns + tolerance < next {
+            return false;
+        }
+        self.next = Some(next.max(now_ns) + interval);
+        true
+    }
 }
 
 impl Change {
@@ -120,8 +196,40 @@ impl Change {
             message_ttl_ms: self.message_ttl_ms,
             dead_letter_expired: self.dead_letter_expired,
             paused: self.paused,
+            group_concurrency: self.flow.group_concurrency,
+            max_in_flight: self.flow.max_in_flight,
+            rate_limit_per_s: self.flow.rate_limit_per_s,
+            rate_limit_burst: self.flow.rate_limit_burst,
+            group_rate_limit_per_s: self.flow.group_rate_limit_per_s,
         }
     }
+}
+
+fn flow_change() -> impl Strategy<Value = FlowChange> {
+    use proptest::option::weighted;
+    let limit = |values: Vec<u64>| weighted(0.25, weighted(0.8, proptest::sample::select(values)));
+    (
+        limit(vec![1, 2, 3, 0]),
+        limit(vec![1, 2, 4]),
+        limit(vec![1, 2, 5]),
+        limit(vec![1, 3]),
+        limit(vec![1, 2]),
+    )
+        .prop_map(
+            |(
+                group_concurrency,
+                max_in_flight,
+                rate_limit_per_s,
+                rate_limit_burst,
+                group_rate_limit_per_s,
+            )| FlowChange {
+                group_concurrency,
+                max_in_flight,
+                rate_limit_per_s,
+                rate_limit_burst,
+                group_rate_limit_per_s,
+            },
+        )
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -139,6 +247,7 @@ fn change() -> impl Strategy<Value = Change> {
         ),
         weighted(0.3, proptest::bool::ANY),
         weighted(0.5, proptest::bool::ANY),
+        flow_change(),
     )
         .prop_map(
             |(
@@ -151,6 +260,7 @@ fn change() -> impl Strategy<Value = Change> {
                 message_ttl_ms,
                 dead_letter_expired,
                 paused,
+                flow,
             )| Change {
                 visibility_timeout_ms,
                 max_retries,
@@ -161,6 +271,7 @@ fn change() -> impl Strategy<Value = Change> {
                 message_ttl_ms,
                 dead_letter_expired,
                 paused,
+                flow,
             },
         )
 }
@@ -173,6 +284,7 @@ fn op() -> impl Strategy<Value = Op> {
         proptest::option::weighted(0.3, 0..4u8),
         prop_oneof![3 => Just(0u8), 1 => 1..4u8, 1 => Just(255u8)],
         proptest::option::weighted(0.3, prop_oneof![1..3_000u64, Just(40_000)]),
+        proptest::option::weighted(0.5, 0..3u8),
     );
     prop_oneof![
         4 => (queue.clone(), proptest::collection::vec(event.clone(), 1..4))
@@ -227,6 +339,7 @@ struct Event {
     priority: u8,
     /// None once dead.
     expires_at: Option<u64>,
+    group: Option<u8>,
 }
 
 /// A queue's own settings; `None` is the broker-wide one.
@@ -241,6 +354,7 @@ struct Own {
     message_ttl_ms: Option<u64>,
     dead_letter_expired: bool,
     paused: bool,
+    flow: Flow,
 }
 
 /// Why the model refuses an enqueue.
@@ -271,6 +385,17 @@ struct Model {
     /// Per queue, the next id when it was last deleted since the last
     /// restart: receipts of gone ids below it are `not_found`.
     deleted_below: [u64; QUEUES.len()],
+    /// Deliveries since the last restart: each lease's place in time.
+    serial: u64,
+    /// Per queue and group (`None`: the events without one), the serial
+    /// of its newest lease since the last restart, while it has events.
+    served: HashMap<(usize, Option<u8>), u64>,
+    /// Per queue, the rates its buckets were made for by a lease; `None`
+    /// until a lease needs them.
+    bucket_rates: [Option<Rates>; QUEUES.len()],
+    /// Per queue, its bucket, and its groups' by group.
+    buckets: [Bucket; QUEUES.len()],
+    group_buckets: HashMap<(usize, u8), Bucket>,
 }
 
 impl Model {
@@ -305,6 +430,7 @@ impl Model {
     /// The settings the broker should show for `queue`.
     fn settings(&self, queue: usize) -> QueueSettings {
         let backoff = self.backoff(queue);
+        let flow = self.own[queue].flow;
         QueueSettings {
             visibility_timeout_ms: self.visibility_timeout_ms(queue),
             max_retries: self.max_retries(queue),
@@ -315,6 +441,14 @@ impl Model {
             message_ttl_ms: self.own[queue].message_ttl_ms,
             dead_letter_expired: self.own[queue].dead_letter_expired,
             paused: self.own[queue].paused,
+            group_concurrency: self.own[queue].flow.concurrency() as u32,
+            max_in_flight: flow.max_in_flight.map(|n| n as u32),
+            rate_limit_per_s: flow.rate_limit_per_s.map(|n| n as u32),
+            rate_limit_burst: flow
+                .rate_limit_burst
+                .or(flow.rate_limit_per_s)
+                .map(|n| n as u32),
+            group_rate_limit_per_s: flow.group_rate_limit_per_s.map(|n| n as u32),
         }
     }
 
@@ -323,6 +457,9 @@ impl Model {
     fn configure(&mut self, queue: usize, replace: bool, c: &Change) -> Result<(), &'static str> {
         if c.max_size == Some(0) {
             return Err("max_size");
+        }
+        if c.flow.group_concurrency == Some(Some(0)) {
+            return Err("group_concurrency");
         }
         let mut own = if replace {
             Own::default()
@@ -338,6 +475,18 @@ impl Model {
         own.message_ttl_ms = c.message_ttl_ms.unwrap_or(own.message_ttl_ms);
         own.dead_letter_expired = c.dead_letter_expired.unwrap_or(own.dead_letter_expired);
         own.paused = c.paused.unwrap_or(own.paused);
+        let f = &c.flow;
+        let flow = &mut own.flow;
+        flow.group_concurrency = f.group_concurrency.unwrap_or(flow.group_concurrency);
+        flow.max_in_flight = f.max_in_flight.unwrap_or(flow.max_in_flight);
+        flow.rate_limit_per_s = f.rate_limit_per_s.unwrap_or(flow.rate_limit_per_s);
+        flow.rate_limit_burst = f.rate_limit_burst.unwrap_or(flow.rate_limit_burst);
+        flow.group_rate_limit_per_s = f
+            .group_rate_limit_per_s
+            .unwrap_or(flow.group_rate_limit_per_s);
+        if flow.group_concurrency == Some(1) {
+            flow.group_concurrency = None;
+        }
         self.own[queue] = own;
         self.configured[queue] = true;
         Ok(())
@@ -400,6 +549,10 @@ impl Model {
                     last_error: None,
                     priority: event.priority,
                     expires_at,
+                    group: event
+                        .group
+                        .as_deref()
+                        .map(|g| g.trim_start_matches("tenant-").parse().unwrap()),
                 },
             );
         }
@@ -417,21 +570,122 @@ impl Model {
         e.expires_at.is_some_and(|at| at <= self.now)
     }
 
-    /// Ids the next lease hands out, in order: none while paused, and
-    /// none past its expiry.
-    fn leasable(&self, queue: usize, max: usize) -> Vec<u64> {
+    /// Ids the next lease of up to `max` hands out, in order, with their
+    /// serials; the buckets pay for them. None while paused or past
+    /// `max_in_flight`. Priority comes first; then turns go to whichever
+    /// group (the events without one being one more) was served longest
+    /// ago, then has the event visible first, then the lowest id. A
+    /// group's next event is its lowest id waiting, which must be visible
+    /// (above a concurrency of one, its lowest id visible), and none while
+    /// that is past its expiry or the group has `group_concurrency` in
+    /// flight. Events without a group past their expiry are skipped. A
+    /// group out of its bucket sits out the lease; the queue's bucket
+    /// empty ends it.
+    fn lease_plan(&mut self, queue: usize, max: usize) -> Vec<u64> {
+        let flow = self.own[queue].flow;
         if self.own[queue].paused {
             return Vec::new();
         }
-        let mut visible: Vec<(std::cmp::Reverse<u8>, u64, u64)> = self
+        if self.bucket_rates[queue] != flow.rates() {
+            self.bucket_rates[queue] = flow.rates();
+            self.buckets[queue] = Bucket::default();
+            self.group_buckets.retain(|(q, _), _| *q != queue);
+        }
+        let now_ns = u128::from(self.now) * 1_000_000;
+        let in_flight = |m: &Model, group: Option<Option<u8>>| {
+            m.events
+                .values()
+                .filter(|e| e.queue == queue && matches!(e.status, Status::InFlight { .. }))
+                .filter(|e| group.is_none_or(|g| e.group == g))
+                .count()
+        };
+        let want = match flow.max_in_flight {
+            Some(most) => max.min((most as usize).saturating_sub(in_flight(self, None))),
+            None => max,
+        };
+        let mut out: Vec<u64> = Vec::new();
+        let mut sitting_out: BTreeSet<u8> = BTreeSet::new();
+        while out.len() < want {
+            let waiting = |id: &u64, e: &Event| {
+                e.queue == queue && e.status == Status::Waiting && !out.contains(id)
+            };
+            let mut turns: Vec<Turn> = Vec::new();
+            let ungrouped = self
+                .events
+                .iter()
+                .filter(|(id, e)| waiting(id, e) && e.group.is_none())
+                .filter(|(_, e)| e.time <= self.now && !self.expired(e))
+                .map(|(id, e)| (std::cmp::Reverse(e.priority), e.time, *id))
+                .min();
+            if let Some((p, time, id)) = ungrouped {
+                let served = self.served.get(&(queue, None)).copied().unwrap_or(0);
+                turns.push(((p, served, time, id), None));
+            }
+            let groups: BTreeSet<u8> = self
+                .events
+                .values()
+                .filter(|e| e.queue == queue)
+                .filter_map(|e| e.group)
+                .collect();
+            for g in groups.difference(&sitting_out) {
+                let flying = in_flight(self, Some(Some(*g)))
+                    + out
+                        .iter()
+                        .filter(|id| self.events[id].group == Some(*g))
+                        .count();
+                if flying >= flow.concurrency() {
+                    continue;
+                }
+                let mut mine = self
+                    .events
+                    .iter()
+                    .filter(|(id, e)| waiting(id, e) && e.group == Some(*g));
+                let next = if flow.concurrency() == 1 {
+                    mine.next().filter(|(_, e)| e.time <= self.now)
+                } else {
+                    mine.find(|(_, e)| e.time <= self.now)
+                };
+                let Some((id, e)) = next.filter(|(_, e)| !self.expired(e)) else {
+                    continue;
+                };
+                let served = self.served.get(&(queue, Some(*g))).copied().unwrap_or(0);
+                turns.push((
+                    (std::cmp::Reverse(e.priority), served, e.time, *id),
+                    Some(*g),
+                ));
+            }
+            let Some(((_, _, _, id), group)) = turns.into_iter().min() else {
+                break;
+            };
+            if let (Some(g), Some(per_s)) = (group, flow.group_rate_limit_per_s) {
+                let bucket = self.group_buckets.entry((queue, g)).or_default();
+                if !bucket.take(now_ns, per_s, per_s) {
+                    sitting_out.insert(g);
+                    continue;
+                }
+            }
+            if let Some(per_s) = flow.rate_limit_per_s {
+                let burst = flow.rate_limit_burst.unwrap_or(per_s);
+                if !self.buckets[queue].take(now_ns, per_s, burst) {
+                    break;
+                }
+            }
+            self.serial += 1;
+            self.served.insert((queue, group), self.serial);
+            out.push(id);
+        }
+        out
+    }
+
+    /// Forgets the turns of groups with no event left.
+    fn forget_empty_groups(&mut self) {
+        let live: BTreeSet<(usize, u8)> = self
             .events
-            .iter()
-            .filter(|(_, e)| e.queue == queue && e.status == Status::Waiting && e.time <= self.now)
-            .filter(|(_, e)| !self.expired(e))
-            .map(|(id, e)| (std::cmp::Reverse(e.priority), e.time, *id))
+            .values()
+            .filter_map(|e| e.group.map(|g| (e.queue, g)))
             .collect();
-        visible.sort_unstable();
-        visible.into_iter().take(max).map(|(_, _, id)| id).collect()
+        self.served
+            .retain(|(q, g), _| g.is_none_or(|g| live.contains(&(*q, g))));
     }
 
     /// An event past its expiry goes, or dies when its queue says so.
@@ -535,6 +789,11 @@ impl Model {
         // before a restart name no lease of after it anyway.
         self.cancelled.clear();
         self.deleted_below = [0; QUEUES.len()];
+        self.serial = 0;
+        self.served.clear();
+        self.bucket_rates = [None; QUEUES.len()];
+        self.buckets = [Bucket::default(); QUEUES.len()];
+        self.group_buckets.clear();
         for e in self.events.values_mut() {
             if matches!(e.status, Status::InFlight { .. }) {
                 e.status = Status::Waiting;
@@ -615,10 +874,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         configured: [false; QUEUES.len()],
         cancelled: BTreeSet::new(),
         deleted_below: [0; QUEUES.len()],
+        serial: 0,
+        served: HashMap::new(),
+        bucket_rates: [None; QUEUES.len()],
+        buckets: [Bucket::default(); QUEUES.len()],
+        group_buckets: HashMap::new(),
     };
-    for (step, op) in ops.into_iter().enumerate() {
+    for (step, op) in ops.into_iter().chain(drain()).enumerate() {
         apply(&mut t, &mut m, &op)
             .map_err(|e| TestCaseError::fail(format!("step {step} {op:?}: {e}")))?;
+        m.forget_empty_groups();
         for (q, name) in QUEUES.iter().enumerate() {
             let got = t.broker.contents(name);
             let want = m.contents(q);
@@ -646,14 +911,17 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             let new: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
-                .map(|(i, (len, delay_ms, key, priority, ttl_ms))| NewEvent {
-                    payload: format!("\"{}\"", "x".repeat(*len + i)).into_bytes(),
-                    headers: Vec::new(),
-                    delay_ms: *delay_ms,
-                    idempotency_key: key.map(|k| format!("key-{k}")),
-                    priority: *priority,
-                    ttl_ms: *ttl_ms,
-                })
+                .map(
+                    |(i, (len, delay_ms, key, priority, ttl_ms, group))| NewEvent {
+                        payload: format!("\"{}\"", "x".repeat(*len + i)).into_bytes(),
+                        headers: Vec::new(),
+                        delay_ms: *delay_ms,
+                        idempotency_key: key.map(|k| format!("key-{k}")),
+                        priority: *priority,
+                        ttl_ms: *ttl_ms,
+                        group: group.map(group_name),
+                    },
+                )
                 .collect();
             let keys: Vec<Option<u8>> = events.iter().map(|e| e.2).collect();
             let got = t.broker.enqueue_blocking(QUEUES[*queue], &new);
@@ -685,9 +953,10 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                 .broker
                 .lease(QUEUES[*queue], *max, asked)
                 .map_err(|e| e.to_string())?;
-            let want = m.leasable(*queue, *max);
+            let want = m.lease_plan(*queue, *max);
             let ids: Vec<u64> = got.iter().map(|d| d.id).collect();
             check(ids == want, format!("leased {ids:?}, model {want:?}"))?;
+            check_group_rules(m, *queue, &ids)?;
             for d in &got {
                 let e = m.events.get_mut(&d.id).expect("leased event exists");
                 check(
@@ -701,6 +970,10 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                 check(
                     (d.priority, d.expires_at) == (e.priority, e.expires_at),
                     format!("priority and expiry of {}", d.id),
+                )?;
+                check(
+                    d.group() == e.group.map(group_name).as_deref(),
+                    format!("group of {}: {:?}", d.id, d.group()),
                 )?;
                 let receipt = d.receipt.to_string();
                 e.status = Status::InFlight {
@@ -888,6 +1161,8 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
                     m.keys.retain(|(q, _), _| *q != *queue);
                     m.own[*queue] = Own::default();
                     m.configured[*queue] = false;
+                    m.served.retain(|(q, _), _| *q != *queue);
+                    m.bucket_rates[*queue] = None;
                     m.deleted_below[*queue] = m.next_id;
                     Ok(())
                 }
@@ -896,6 +1171,15 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
             }
         }
         Op::Cleanup => t.broker.cleanup().map(|_| ()).map_err(|e| e.to_string()),
+        Op::Drained => {
+            let left: Vec<u64> = m
+                .events
+                .iter()
+                .filter(|(_, e)| e.status != Status::Dead)
+                .map(|(id, _)| *id)
+                .collect();
+            check(left.is_empty(), format!("never delivered: {left:?}"))
+        }
         Op::Restart => {
             t.restart();
             m.restart();
@@ -970,6 +1254,67 @@ fn apply(t: &mut TestBroker, m: &mut Model, op: &Op) -> Result<(), String> {
     }
 }
 
+/// The rules a lease must keep, checked apart from the plan: each grouped
+/// event leased had room in its group, and at a concurrency of one was the
+/// lowest id of its group still pending.
+fn check_group_rules(m: &Model, queue: usize, leased: &[u64]) -> Result<(), String> {
+    let concurrency = m.own[queue].flow.concurrency();
+    for (i, id) in leased.iter().enumerate() {
+        let Some(g) = m.events[id].group else {
+            continue;
+        };
+        let mine = || {
+            m.events
+                .iter()
+                .filter(move |(_, e)| e.queue == queue && e.group == Some(g))
+        };
+        let before = mine()
+            .filter(|(other, e)| {
+                matches!(e.status, Status::InFlight { .. }) || leased[..i].contains(other)
+            })
+            .count();
+        if before >= concurrency {
+            return Err(format!("{id} leased with {before} of {g} in flight"));
+        }
+        let first = mine()
+            .find(|(_, e)| e.status != Status::Dead)
+            .map(|(id, _)| *id);
+        if concurrency == 1 && first != Some(*id) {
+            return Err(format!("{id} leased before {first:?} of its group {g}"));
+        }
+    }
+    Ok(())
+}
+
+/// Ops that deliver what is left once the limits are lifted: every event
+/// still pending must be leased in the end.
+fn drain() -> Vec<Op> {
+    let mut ops: Vec<Op> = (0..QUEUES.len())
+        .map(|queue| Op::Settings {
+            queue,
+            replace: true,
+            change: Change::default(),
+        })
+        .collect();
+    for _ in 0..40 {
+        ops.push(Op::Advance(70_000));
+        ops.push(Op::Reap);
+        for queue in 0..QUEUES.len() {
+            ops.push(Op::Lease {
+                queue,
+                max: 5,
+                timeout_ms: None,
+            });
+            ops.push(Op::Ack {
+                queue,
+                picks: (0..5).collect(),
+            });
+        }
+    }
+    ops.push(Op::Drained);
+    ops
+}
+
 /// Where the log ends now: (active segment, its bytes).
 fn log_end(t: &TestBroker) -> (u64, u64) {
     let active = *t.broker.wal().segments().last().unwrap();
@@ -991,7 +1336,7 @@ fn a_batch_cut_after_its_first_frame_leaves_none_of_its_events() {
     // the first event of the batch was kept.
     run(vec![Op::CrashInEnqueue {
         queue: 0,
-        events: vec![(0, 0, None, 0, None), (7, 0, None, 0, None)],
+        events: vec![(0, 0, None, 0, None, None), (7, 0, None, 0, None, None)],
         cut: 115,
     }])
     .unwrap();

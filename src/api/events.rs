@@ -16,7 +16,7 @@ use super::explain::{self, Field, Object, Path, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::rules::{DELAY_MS, IDEMPOTENCY_KEY, MESSAGE_TTL_MS, PRIORITY};
+use crate::broker::rules::{DELAY_MS, GROUP, IDEMPOTENCY_KEY, MESSAGE_TTL_MS, PRIORITY};
 use crate::broker::{BrokerError, Limits, NewEvent};
 use crate::event_json::timestamp;
 
@@ -39,6 +39,8 @@ struct EventIn<'a> {
     priority: Option<WholeNumber>,
     #[serde(default)]
     ttl_ms: Option<WholeNumber>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// What an event object may hold.
@@ -50,6 +52,7 @@ fn event_rule() -> Rule {
         Field::nullable("headers", Rule::StringMap),
         Field::nullable("priority", Rule::Whole(PRIORITY)),
         Field::nullable("ttl_ms", Rule::Whole(MESSAGE_TTL_MS)),
+        Field::nullable("group", Rule::Text(GROUP)),
     ])
 }
 
@@ -159,6 +162,7 @@ fn to_new_event(e: EventIn<'_>, i: usize, single: bool) -> Result<NewEvent, ApiE
         idempotency_key: e.idempotency_key,
         priority,
         ttl_ms: e.ttl_ms.map(|n| n.0),
+        group: e.group,
     })
 }
 

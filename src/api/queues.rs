@@ -93,6 +93,7 @@ struct DeadOut<'a> {
     headers: &'a RawValue,
     attempts: u32,
     priority: u8,
+    group: Option<&'a str>,
     last_error: Option<&'a str>,
     dead_at: String,
 }
@@ -190,6 +191,7 @@ pub(crate) async fn dlq(
                 headers: raw(e.headers(), "{}")?,
                 attempts: e.attempts,
                 priority: e.priority,
+                group: e.group(),
                 last_error: e.last_error.as_deref(),
                 dead_at: timestamp(e.dead_at),
             })

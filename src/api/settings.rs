@@ -15,8 +15,8 @@ use super::path::Queue;
 use super::queues::stats_json;
 use super::{ApiError, AppState};
 use crate::broker::rules::{
-    BACKOFF_MS, BACKOFF_MULTIPLIER, MAX_RETRIES, MESSAGE_TTL_MS, QUEUE_MAX_SIZE,
-    VISIBILITY_TIMEOUT_MS,
+    BACKOFF_MS, BACKOFF_MULTIPLIER, GROUP_CONCURRENCY, MAX_IN_FLIGHT, MAX_RETRIES, MESSAGE_TTL_MS,
+    QUEUE_MAX_SIZE, RATE, VISIBILITY_TIMEOUT_MS,
 };
 use crate::broker::{Limits, QueueSettings, SettingsChange};
 
@@ -29,7 +29,8 @@ pub fn admin_router() -> Router<AppState> {
 }
 
 /// The settings a `PUT` or `PATCH` names. `null` is a field left out,
-/// except for `message_ttl_ms`, where it names no TTL.
+/// except for `message_ttl_ms` and the flow limits, where it names none,
+/// and `group_concurrency`, where it is the default of one.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SettingsIn {
@@ -43,6 +44,16 @@ struct SettingsIn {
     message_ttl_ms: Option<Option<WholeNumber>>,
     dead_letter_expired: Option<bool>,
     paused: Option<bool>,
+    #[serde(default, deserialize_with = "named")]
+    group_concurrency: Option<Option<WholeNumber>>,
+    #[serde(default, deserialize_with = "named")]
+    max_in_flight: Option<Option<WholeNumber>>,
+    #[serde(default, deserialize_with = "named")]
+    rate_limit_per_s: Option<Option<WholeNumber>>,
+    #[serde(default, deserialize_with = "named")]
+    rate_limit_burst: Option<Option<WholeNumber>>,
+    #[serde(default, deserialize_with = "named")]
+    group_rate_limit_per_s: Option<Option<WholeNumber>>,
 }
 
 /// A field that is there, `null` or not: `Some(None)` for `null`, where
@@ -67,6 +78,11 @@ impl Described for SettingsIn {
             Field::nullable("message_ttl_ms", Rule::Whole(MESSAGE_TTL_MS)),
             Field::nullable("dead_letter_expired", Rule::Bool),
             Field::nullable("paused", Rule::Bool),
+            Field::nullable("group_concurrency", Rule::Whole(GROUP_CONCURRENCY)),
+            Field::nullable("max_in_flight", Rule::Whole(MAX_IN_FLIGHT)),
+            Field::nullable("rate_limit_per_s", Rule::Whole(RATE)),
+            Field::nullable("rate_limit_burst", Rule::Whole(RATE)),
+            Field::nullable("group_rate_limit_per_s", Rule::Whole(RATE)),
         ])
     }
 }
@@ -84,6 +100,11 @@ impl SettingsIn {
             message_ttl_ms: self.message_ttl_ms.map(whole),
             dead_letter_expired: self.dead_letter_expired,
             paused: self.paused,
+            group_concurrency: self.group_concurrency.map(whole),
+            max_in_flight: self.max_in_flight.map(whole),
+            rate_limit_per_s: self.rate_limit_per_s.map(whole),
+            rate_limit_burst: self.rate_limit_burst.map(whole),
+            group_rate_limit_per_s: self.group_rate_limit_per_s.map(whole),
         }
     }
 }
@@ -100,6 +121,11 @@ pub(crate) fn settings_json(s: &QueueSettings) -> Value {
         "message_ttl_ms": s.message_ttl_ms,
         "dead_letter_expired": s.dead_letter_expired,
         "paused": s.paused,
+        "group_concurrency": s.group_concurrency,
+        "max_in_flight": s.max_in_flight,
+        "rate_limit_per_s": s.rate_limit_per_s,
+        "rate_limit_burst": s.rate_limit_burst,
+        "group_rate_limit_per_s": s.group_rate_limit_per_s,
     })
 }
 

@@ -97,6 +97,11 @@ impl BrowsedEvent {
         self.stored.payload()
     }
 
+    /// The event's ordering group, if it has one.
+    pub fn group(&self) -> Option<&str> {
+        self.stored.group()
+    }
+
     /// The headers as a JSON object's text; empty when there were none.
     pub fn headers(&self) -> &[u8] {
         self.stored.headers()

@@ -107,7 +107,7 @@ impl Broker {
                 .collect::<Result<Vec<_>, BrokerError>>()?;
             let records = copies
                 .iter()
-                .map(|(stored, state)| state.record(stored.stored()))
+                .map(|(stored, state)| state.record(stored.stored(), stored.group()))
                 .collect();
             let count = ids.len() as u64;
             let finish = Box::new(move |_: &mut Core, result: Result<(), BrokerError>| {
@@ -145,7 +145,11 @@ struct Current {
 }
 
 impl Current {
-    fn record<'a>(&'a self, mut event: super::record::Stored<'a>) -> Record<'a> {
+    fn record<'a>(
+        &'a self,
+        mut event: super::record::Stored<'a>,
+        group: Option<&'a str>,
+    ) -> Record<'a> {
         if let Some(visible_at) = self.visible_at {
             event.visible_at = visible_at;
         }
@@ -154,7 +158,7 @@ impl Current {
             self.failures,
             self.dead_at,
             self.last_error.as_deref().map(Cow::Borrowed),
-            self.extra,
+            (self.extra, group.map(Cow::Borrowed)),
         )
     }
 }

@@ -58,6 +58,7 @@ impl Broker {
             return Ok(Vec::new());
         }
         let timeout = visibility.unwrap_or(settings.visibility_timeout());
+        core.state.fit_limiters(q, &self.shared.clock);
         let leased = core.state.lease(q, max, timeout, now);
         let name = core.state.queues[q as usize].name.clone();
         // Read under the lock: cleanup cannot delete a segment being read.
@@ -127,8 +128,11 @@ impl Broker {
         self.shared.notifiers.watched()
     }
 
-    /// How long until the queue's next delayed event is due; `None` while
-    /// it is paused, as nothing can be leased until a resume wakes the poll.
+    /// How long until the queue's next delayed event is due, or a rate
+    /// limit that held back the last lease has room; `None` while it is
+    /// paused, as nothing can be leased until a resume wakes the poll.
+    /// Room under `max_in_flight` or in a group comes with an ack or a
+    /// failure, which wakes the poll.
     fn next_visible(&self, queue: &str) -> Option<Duration> {
         let now = self.shared.now();
         let core = self.shared.lock();
@@ -137,8 +141,14 @@ impl Broker {
         if queue.settings.paused {
             return None;
         }
-        let std::cmp::Reverse((at, _)) = queue.delayed.peek()?;
-        Some(Duration::from_millis(at.saturating_sub(now.wall)))
+        let due = queue
+            .delayed
+            .peek()
+            .map(|std::cmp::Reverse((at, _))| Duration::from_millis(at.saturating_sub(now.wall)));
+        let room = queue
+            .rate_wait
+            .map(|at| at.saturating_duration_since(now.mono));
+        due.into_iter().chain(room).min()
     }
 
     /// Acks by receipt: the events are gone once the answer is there.

@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::lease::Receipt;
-use super::record::{self, Record, Stored};
+use super::record::{self, FullEvent, Record, Stored};
 use super::state::Event;
 use super::BrokerError;
 use crate::wal::{ReadBuf, Wal};
@@ -15,6 +15,8 @@ pub(crate) struct StoredBytes {
     body: ReadBuf,
     payload: Range<usize>,
     headers: Range<usize>,
+    /// Empty for an event without a group.
+    group: Range<usize>,
     pub enqueued_at: u64,
 }
 
@@ -29,7 +31,7 @@ impl StoredBytes {
             source,
         };
         let record = record::decode(&body).map_err(bad)?;
-        let Some((stored, _)) = record.into_event() else {
+        let Some(FullEvent { stored, group, .. }) = record.into_event() else {
             return Err(bad(record::DecodeError::NotAnEvent));
         };
         let (payload, headers, enqueued_at) = (
@@ -37,10 +39,13 @@ impl StoredBytes {
             range_in(&body, &stored.headers),
             stored.enqueued_at,
         );
+        // A group is never empty, so an empty range is none.
+        let group = group.map_or(0..0, |g| range_in(&body, g.as_bytes()));
         Ok(StoredBytes {
             body,
             payload,
             headers,
+            group,
             enqueued_at,
         })
     }
@@ -48,7 +53,7 @@ impl StoredBytes {
     /// The record, decoded again: it was decoded once when read.
     pub fn stored(&self) -> Stored<'_> {
         match record::decode(&self.body).map(Record::into_event) {
-            Ok(Some((stored, _))) => stored,
+            Ok(Some(full)) => full.stored,
             _ => unreachable!("checked when read"),
         }
     }
@@ -59,6 +64,16 @@ impl StoredBytes {
 
     pub(crate) fn headers(&self) -> &[u8] {
         &self.body[self.headers.clone()]
+    }
+
+    /// The event's ordering group, if it has one.
+    pub(crate) fn group(&self) -> Option<&str> {
+        let bytes = self
+            .body
+            .get(self.group.clone())
+            .filter(|b| !b.is_empty())?;
+        // Borrowed from a string the record decoded.
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -99,6 +114,11 @@ impl Delivery {
         self.stored.payload()
     }
 
+    /// The event's ordering group, if it has one.
+    pub fn group(&self) -> Option<&str> {
+        self.stored.group()
+    }
+
     /// The headers as a JSON object's text; empty when there were none.
     pub fn headers(&self) -> &[u8] {
         self.stored.headers()
@@ -127,6 +147,11 @@ impl DeadEvent {
     /// The payload: the exact JSON text enqueued.
     pub fn payload(&self) -> &[u8] {
         self.stored.payload()
+    }
+
+    /// The event's ordering group, if it has one.
+    pub fn group(&self) -> Option<&str> {
+        self.stored.group()
     }
 
     /// The headers as a JSON object's text; empty when there were none.

@@ -15,14 +15,17 @@
 use std::cmp::Reverse;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::flow::{Limiters, Rates};
 use super::queue::Status;
 use super::state::{Event, Now, State};
+use crate::clock::Clock;
 
 /// Bytes of the MAC a receipt carries.
 const TAG_BYTES: usize = 16;
@@ -200,52 +203,194 @@ pub(crate) struct Leased {
     pub expires_at: Option<u64>,
 }
 
+/// The next event a lease would take, taken from its order.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    id: u64,
+    event: Event,
+    /// Its group, if it has one.
+    group: Option<u32>,
+}
+
 /// Leases live in memory only: what the state does with them.
 impl State {
     /// Leases up to `max` ready events of queue `q`, highest priority
-    /// first, then oldest visible first. An event past its expiry is left
-    /// for the reaper to expire.
+    /// first, then by turns across its groups (`group` module), then
+    /// oldest visible first; within its `max_in_flight` and rate limits,
+    /// whose limiters [`State::fit_limiters`] made. An event past its
+    /// expiry is left for the reaper to expire.
     pub fn lease(&mut self, q: u32, max: usize, timeout: Duration, now: Now) -> Vec<Leased> {
         self.promote(q, now.wall);
         // Checked once: a queue none of whose events expires pays nothing more.
         let expiring = self.queues[q as usize].expiring_events > 0;
+        let queue = &mut self.queues[q as usize];
+        queue.rate_wait = None;
+        let room = match queue.flow.max_in_flight {
+            Some(most) => u64::from(most).saturating_sub(queue.stats.in_flight) as usize,
+            None => usize::MAX,
+        };
+        let want = max.min(room);
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some((_, (time, id))) = self.queues[q as usize].ready.pop() else {
+        // Groups out of their own rate: offered again once this lease is done.
+        let mut held = Vec::new();
+        while out.len() < want {
+            let Some(pick) = self.pick(q, now.wall, expiring) else {
                 break;
             };
-            let Some(event) = self.events.get(&id).copied() else {
-                continue;
-            };
-            if event.status != Status::Ready || event.time != time {
-                continue;
+            let queue = &mut self.queues[q as usize];
+            if let Some(limiters) = &queue.limiters {
+                let name = pick
+                    .group
+                    .and_then(|g| queue.groups.get(g))
+                    .map(|g| &g.name);
+                let taken = name.map_or(Ok(()), |name| limiters.take_group(name));
+                if let Err(at) = taken {
+                    queue.hold(at);
+                    queue.stats.throttled.group_rate_limit += u64::from(held.is_empty());
+                    held.extend(pick.group);
+                    continue;
+                }
+                if let Err(at) = limiters.take() {
+                    queue.hold(at);
+                    queue.stats.throttled.rate_limit += 1;
+                    self.unpick(q, pick);
+                    break;
+                }
             }
-            let expires_at = match expiring {
-                true => self.expires.get(&id).copied(),
-                false => None,
-            };
-            if expires_at.is_some_and(|at| at <= now.wall) {
-                continue;
-            }
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            let lease = Lease {
-                serial,
-                deadline: now.mono + timeout,
-                expires_wall: now.wall + timeout.as_millis() as u64,
-            };
-            self.leases.insert(id, lease);
-            self.set_status(id, Status::InFlight);
-            self.queues[q as usize].stats.delivered_total += 1;
-            out.push(Leased {
-                event,
-                id,
-                serial,
-                expires_wall: lease.expires_wall,
-                expires_at,
-            });
+            out.push(self.give(q, pick, timeout, now));
+        }
+        for g in held {
+            self.offer(q, g);
+        }
+        let queue = &mut self.queues[q as usize];
+        if want < max && out.len() == want && queue.stats.ready > 0 {
+            queue.stats.throttled.max_in_flight += 1;
         }
         out
+    }
+
+    /// Leases `pick`.
+    fn give(&mut self, q: u32, pick: Pick, timeout: Duration, now: Now) -> Leased {
+        let Pick { id, event, group } = pick;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let queue = &mut self.queues[q as usize];
+        match group.and_then(|g| queue.groups.get_mut(g)) {
+            Some(group) => group.last_served = serial,
+            None => queue.ungrouped_served = serial,
+        }
+        let lease = Lease {
+            serial,
+            deadline: now.mono + timeout,
+            expires_wall: now.wall + timeout.as_millis() as u64,
+        };
+        self.leases.insert(id, lease);
+        self.set_status(id, Status::InFlight);
+        self.queues[q as usize].stats.delivered_total += 1;
+        let expires_at = match self.queues[q as usize].expiring_events > 0 {
+            true => self.expires.get(&id).copied(),
+            false => None,
+        };
+        Leased {
+            event,
+            id,
+            serial,
+            expires_wall: lease.expires_wall,
+            expires_at,
+        }
+    }
+
+    /// Takes the next event to lease from its order: the ready order's
+    /// first, or in a queue with groups whichever of that and the first
+    /// group's turn comes first.
+    fn pick(&mut self, q: u32, now: u64, expiring: bool) -> Option<Pick> {
+        if self.queues[q as usize].groups.is_empty() {
+            loop {
+                let (_, (time, id)) = self.queues[q as usize].ready.pop()?;
+                if let Some(pick) = self.ungrouped(q, id, time, now, expiring) {
+                    return Some(pick);
+                }
+            }
+        }
+        let ungrouped = loop {
+            let Some((priority, (time, id))) = self.queues[q as usize].ready.first() else {
+                break None;
+            };
+            if let Some(pick) = self.ungrouped(q, id, time, now, expiring) {
+                break Some((priority, pick));
+            }
+            self.queues[q as usize].ready.pop();
+        };
+        let turn = self.first_turn(q, now);
+        let queue = &self.queues[q as usize];
+        let ungrouped_first = match (ungrouped, turn) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((priority, u)), Some(turn)) => {
+                let own = (
+                    Reverse(priority),
+                    queue.ungrouped_served,
+                    u.event.time,
+                    u.id,
+                );
+                own < (turn.0, turn.1, turn.2, turn.3)
+            }
+        };
+        match (ungrouped_first, ungrouped, turn) {
+            (true, Some((_, pick)), _) => {
+                self.queues[q as usize].ready.pop();
+                Some(pick)
+            }
+            (_, _, Some((_, _, _, id, g))) => {
+                self.take_turn(q, g);
+                let event = self.events[&id];
+                Some(Pick {
+                    id,
+                    event,
+                    group: Some(g),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Ready event `id`, if the ready order's entry `(time, id)` is current
+    /// and the event is not past its expiry.
+    fn ungrouped(&self, q: u32, id: u64, time: u64, now: u64, expiring: bool) -> Option<Pick> {
+        let event = self.events.get(&id).copied()?;
+        if event.status != Status::Ready || event.time != time {
+            return None;
+        }
+        if expiring && self.is_expired(id, q, now) {
+            return None;
+        }
+        Some(Pick {
+            id,
+            event,
+            group: None,
+        })
+    }
+
+    /// Puts back what [`State::pick`] took.
+    fn unpick(&mut self, q: u32, pick: Pick) {
+        match pick.group {
+            Some(g) => self.offer(q, g),
+            None => {
+                let key = (pick.event.time, pick.id);
+                self.queues[q as usize].ready.push(pick.event.priority, key);
+            }
+        }
+    }
+
+    /// Makes queue `q`'s rate limiters for its flow settings, on `clock`,
+    /// unless it has them: a change of its rates starts them again.
+    pub fn fit_limiters(&mut self, q: u32, clock: &Arc<dyn Clock>) {
+        let queue = &mut self.queues[q as usize];
+        let rates = Rates::of(&queue.flow);
+        if queue.limiters.as_ref().map(|l| l.rates()) != rates {
+            queue.limiters = rates.map(|rates| Limiters::new(rates, clock));
+        }
     }
 
     /// Why lease `serial` of event `id` is not a current lease in queue `q`,

@@ -46,6 +46,8 @@ mod delivery;
 mod dlq;
 mod error;
 mod expiry;
+mod flow;
+mod group;
 mod idempotency;
 mod index;
 mod inspect;
@@ -268,7 +270,7 @@ impl Core {
         let oldest = self.state.oldest_ready(q);
         let queue = &self.state.queues[q as usize];
         let mut stats = queue.stats.clone();
-        stats.settings = queue.settings.effective(limits);
+        stats.settings = queue.settings.effective(limits).with_flow(&queue.flow);
         stats.oldest_ready_age_ms = oldest.map_or(0, |at| now.saturating_sub(at));
         stats
     }

@@ -31,6 +31,9 @@ pub struct NewEvent {
     /// Expires this long after it is enqueued; `None`: as its queue's
     /// `message_ttl_ms` says.
     pub ttl_ms: Option<u64>,
+    /// Its ordering group: the group's events are delivered in id order,
+    /// `group_concurrency` at a time.
+    pub group: Option<String>,
 }
 
 /// The answer for one enqueued event.
@@ -170,7 +173,7 @@ impl Broker {
                     priority: event.priority,
                     expires_at: *expires_at,
                 };
-                Record::enqueue(stored, extra)
+                Record::enqueue(stored, extra, event.group.as_deref().map(Cow::Borrowed))
             })
             .collect();
         let finish = Box::new(move |core: &mut Core, result: Result<(), BrokerError>| {
@@ -202,6 +205,11 @@ impl Broker {
             if let Some(ttl) = event.ttl_ms {
                 if !rules::MESSAGE_TTL_MS.contains(ttl) {
                     return Err(rules::MESSAGE_TTL_MS.refuse(format!("events[{i}].ttl_ms"), ttl));
+                }
+            }
+            if let Some(group) = &event.group {
+                if !rules::GROUP.allows(group) {
+                    return Err(rules::GROUP.refuse(format!("events[{i}].group"), group));
                 }
             }
             if let Some(key) = &event.idempotency_key {

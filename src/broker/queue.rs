@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::flow::Limiters;
+use super::group::Groups;
 use super::order::Order;
 use super::ready::ReadyOrder;
-use super::record::OwnSettings;
+use super::record::{Flow, OwnSettings};
 use super::settings::QueueSettings;
 
 /// Counts of a queue's events, and totals since the broker started.
@@ -44,6 +46,8 @@ pub struct QueueStats {
     pub redriven_total: u64,
     /// Events that expired before they were acked, dropped or dead-lettered.
     pub ttl_expired_total: u64,
+    /// Leases held back by each flow limit.
+    pub throttled: Throttled,
     /// The settings in force, the queue's own or the broker-wide ones.
     /// Worked out when the counts are read, as the age below is.
     pub settings: QueueSettings,
@@ -51,6 +55,18 @@ pub struct QueueStats {
     /// (ms, by the broker's clock); 0 when none is ready. Worked out when the
     /// counts are read, so the copy a queue keeps always holds 0.
     pub oldest_ready_age_ms: u64,
+}
+
+/// Leases (a consumer's or a webhook worker's) that a flow limit cut
+/// short while events were ready: counted once a lease per limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Throttled {
+    /// By `max_in_flight`.
+    pub max_in_flight: u64,
+    /// By `rate_limit_per_s`.
+    pub rate_limit: u64,
+    /// By `group_rate_limit_per_s`.
+    pub group_rate_limit: u64,
 }
 
 /// The status of an event, as its queue counts it.
@@ -92,8 +108,20 @@ pub(crate) struct Queue {
     pub stats: QueueStats,
     /// The queue's own settings, from its newest settings record.
     pub settings: OwnSettings,
+    /// Its own group and flow settings, from the same record.
+    pub flow: Flow,
     /// The segment of that record; `None` while the queue has none.
     pub settings_at: Option<u64>,
+    /// Its ordering groups.
+    pub groups: Groups,
+    /// Serial of the newest lease of an event without a group: their turn
+    /// among the groups.
+    pub ungrouped_served: u64,
+    /// The rate limiters of its flow settings, made by the first lease
+    /// that needs them.
+    pub limiters: Option<Limiters>,
+    /// When a rate limit that held back the last lease has room again.
+    pub rate_wait: Option<Instant>,
     /// Deleted, and not named by a record since: the slot stays, empty, so
     /// that indexes into the queues keep their meaning.
     pub deleted: bool,
@@ -124,7 +152,12 @@ impl Queue {
             dead: BTreeSet::new(),
             reserved: 0,
             settings: OwnSettings::default(),
+            flow: Flow::default(),
             settings_at: None,
+            groups: Groups::default(),
+            ungrouped_served: 0,
+            limiters: None,
+            rate_wait: None,
             deleted: false,
             deleting: false,
             deleted_below: 0,
@@ -154,6 +187,11 @@ impl Queue {
             Status::InFlight | Status::Settling => &mut self.stats.in_flight,
             Status::Dead | Status::DeadSettling => &mut self.stats.dead,
         }
+    }
+
+    /// Notes that a rate limit held back a lease until `at`.
+    pub fn hold(&mut self, at: Instant) {
+        self.rate_wait = Some(self.rate_wait.map_or(at, |w| w.min(at)));
     }
 
     /// Drops stale lease entries once they outnumber live leases, so a queue

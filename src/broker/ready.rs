@@ -51,6 +51,13 @@ impl ReadyOrder {
         }
     }
 
+    /// The key [`ReadyOrder::pop`] would take, with its priority.
+    pub fn first(&self) -> Option<(u8, (u64, u64))> {
+        self.levels
+            .iter()
+            .find_map(|(p, order)| order.peek().map(|Reverse(key)| (*p, *key)))
+    }
+
     /// Each priority's first key, highest priority first; `pop_at` takes it.
     pub fn fronts(&self) -> impl Iterator<Item = (usize, (u64, u64))> + '_ {
         self.levels

@@ -142,6 +142,63 @@ pub enum Record<'a> {
         /// When they died (Unix ms), for those dead-lettered.
         dead_at: Option<u64>,
     },
+    /// A new event of an ordering group.
+    EnqueueGrouped {
+        /// The event.
+        #[serde(borrow)]
+        event: Stored<'a>,
+        /// Its priority and expiry.
+        extra: Extra,
+        /// Its group.
+        #[serde(borrow)]
+        group: Cow<'a, str>,
+    },
+    /// [`Record::Relocated`] of an event of an ordering group.
+    RelocatedGrouped {
+        /// The event as enqueued.
+        #[serde(borrow)]
+        event: Stored<'a>,
+        /// Failures so far.
+        failures: u32,
+        /// When it died (Unix ms), if it is dead.
+        dead_at: Option<u64>,
+        /// Why its last delivery failed, if one did.
+        #[serde(borrow)]
+        last_error: Option<Cow<'a, str>>,
+        /// Its priority and expiry now.
+        extra: Extra,
+        /// Its group.
+        #[serde(borrow)]
+        group: Cow<'a, str>,
+    },
+    /// [`Record::Settings`] of a queue with flow settings of its own:
+    /// `Settings` is kept for the others, so that their records stay as
+    /// they were.
+    SettingsWith {
+        /// The queue.
+        #[serde(borrow)]
+        queue: Cow<'a, str>,
+        /// Its settings.
+        settings: OwnSettings,
+        /// Its group and flow settings.
+        flow: Flow,
+    },
+}
+
+/// A queue's own group and flow settings, as logged; each `None` is no
+/// limit, or for `group_concurrency` one event of a group at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Events of one group in flight at once.
+    pub group_concurrency: Option<u32>,
+    /// Events of the queue in flight at once.
+    pub max_in_flight: Option<u32>,
+    /// Deliveries per second.
+    pub rate_limit_per_s: Option<u32>,
+    /// Deliveries at once after a pause; the rate when `None`.
+    pub rate_limit_burst: Option<u32>,
+    /// Deliveries per second of each group.
+    pub group_rate_limit_per_s: Option<u32>,
 }
 
 /// What an event may carry besides [`Stored`]: the default is what an
@@ -159,6 +216,17 @@ impl Extra {
     pub fn is_default(&self) -> bool {
         *self == Extra::default()
     }
+}
+
+/// What a full record holds of its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullEvent<'a> {
+    /// The event as enqueued.
+    pub stored: Stored<'a>,
+    /// Its priority and expiry.
+    pub extra: Extra,
+    /// Its ordering group, if it has one.
+    pub group: Option<Cow<'a, str>>,
 }
 
 /// A queue's own settings, as logged. Each `None` follows the broker-wide
@@ -366,15 +434,52 @@ impl<'a> Record<'a> {
                 extra,
             },
             Record::Expire { ids, dead_at } => Record::Expire { ids, dead_at },
+            Record::EnqueueGrouped {
+                event,
+                extra,
+                group,
+            } => Record::EnqueueGrouped {
+                event: event.into_index(),
+                extra,
+                group: Cow::Owned(group.into_owned()),
+            },
+            Record::RelocatedGrouped {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+                group,
+            } => Record::RelocatedGrouped {
+                event: event.into_index(),
+                failures,
+                dead_at,
+                last_error: owned(last_error),
+                extra,
+                group: Cow::Owned(group.into_owned()),
+            },
+            Record::SettingsWith {
+                queue,
+                settings,
+                flow,
+            } => Record::SettingsWith {
+                queue: Cow::Owned(queue.into_owned()),
+                settings,
+                flow,
+            },
         }
     }
 
     /// A new event's record: [`Record::Enqueue`] unless it carries more.
-    pub fn enqueue(event: Stored<'a>, extra: Extra) -> Record<'a> {
-        if extra.is_default() {
-            Record::Enqueue(event)
-        } else {
-            Record::EnqueueWith(event, extra)
+    pub fn enqueue(event: Stored<'a>, extra: Extra, group: Option<Cow<'a, str>>) -> Record<'a> {
+        match group {
+            Some(group) => Record::EnqueueGrouped {
+                event,
+                extra,
+                group,
+            },
+            None if extra.is_default() => Record::Enqueue(event),
+            None => Record::EnqueueWith(event, extra),
         }
     }
 
@@ -384,38 +489,75 @@ impl<'a> Record<'a> {
         failures: u32,
         dead_at: Option<u64>,
         last_error: Option<Cow<'a, str>>,
-        extra: Extra,
+        (extra, group): (Extra, Option<Cow<'a, str>>),
     ) -> Record<'a> {
-        if extra.is_default() {
-            Record::Relocated {
-                event,
-                failures,
-                dead_at,
-                last_error,
-            }
-        } else {
-            Record::RelocatedWith {
+        match group {
+            Some(group) => Record::RelocatedGrouped {
                 event,
                 failures,
                 dead_at,
                 last_error,
                 extra,
+                group,
+            },
+            None if extra.is_default() => Record::Relocated {
+                event,
+                failures,
+                dead_at,
+                last_error,
+            },
+            None => Record::RelocatedWith {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+            },
+        }
+    }
+
+    /// A queue's settings record: [`Record::Settings`] unless it has flow
+    /// settings of its own.
+    pub fn settings(queue: Cow<'a, str>, settings: OwnSettings, flow: Flow) -> Record<'a> {
+        if flow == Flow::default() {
+            Record::Settings { queue, settings }
+        } else {
+            Record::SettingsWith {
+                queue,
+                settings,
+                flow,
             }
         }
     }
 
     /// The event a full record (an enqueue or a relocation) holds, with what
     /// it carries besides.
-    pub fn into_event(self) -> Option<(Stored<'a>, Extra)> {
-        match self {
+    pub fn into_event(self) -> Option<FullEvent<'a>> {
+        let (stored, extra, group) = match self {
             Record::Enqueue(event) | Record::Relocated { event, .. } => {
-                Some((event, Extra::default()))
+                (event, Extra::default(), None)
             }
             Record::EnqueueWith(event, extra) | Record::RelocatedWith { event, extra, .. } => {
-                Some((event, extra))
+                (event, extra, None)
             }
-            _ => None,
-        }
+            Record::EnqueueGrouped {
+                event,
+                extra,
+                group,
+            }
+            | Record::RelocatedGrouped {
+                event,
+                extra,
+                group,
+                ..
+            } => (event, extra, Some(group)),
+            _ => return None,
+        };
+        Some(FullEvent {
+            stored,
+            extra,
+            group,
+        })
     }
 
     /// Appends the version byte and the record to `out`.
@@ -576,6 +718,33 @@ mod tests {
             Record::Expire {
                 ids: vec![9],
                 dead_at: None,
+            },
+            Record::EnqueueGrouped {
+                event: stored(),
+                extra: Extra::default(),
+                group: "tenant-7".into(),
+            },
+            Record::RelocatedGrouped {
+                event: stored(),
+                failures: 2,
+                dead_at: Some(5),
+                last_error: Some("downstream 503".into()),
+                extra: Extra {
+                    priority: 3,
+                    expires_at: Some(9),
+                },
+                group: "tenant-7".into(),
+            },
+            Record::SettingsWith {
+                queue: "orders".into(),
+                settings: OwnSettings::default(),
+                flow: Flow {
+                    group_concurrency: Some(4),
+                    max_in_flight: Some(100),
+                    rate_limit_per_s: Some(50),
+                    rate_limit_burst: None,
+                    group_rate_limit_per_s: Some(2),
+                },
             },
         ];
         for record in records {

@@ -165,7 +165,7 @@ fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> 
                     headers: Cow::Borrowed(&[]),
                     payload: Cow::Borrowed(&[]),
                 };
-                let record = Record::enqueue(stored, extra);
+                let record = Record::enqueue(stored, extra, None);
                 state.apply(&record, &pos, now);
             }
             Item::Other { pos, body } => {

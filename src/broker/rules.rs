@@ -208,6 +208,18 @@ pub const IDEMPOTENCY_KEY: Text = Text {
     max: MAX_IDEMPOTENCY_KEY_CHARS,
 };
 
+/// `group` of an event.
+pub const GROUP: Text = Text { min: 1, max: 128 };
+
+/// `group_concurrency` of a queue: events of one group in flight at once.
+pub const GROUP_CONCURRENCY: Whole = Whole::count(1, 10_000);
+
+/// `max_in_flight` of a queue.
+pub const MAX_IN_FLIGHT: Whole = Whole::count(1, 1_000_000);
+
+/// `rate_limit_per_s`, `rate_limit_burst` and `group_rate_limit_per_s` of a queue.
+pub const RATE: Whole = Whole::count(1, 1_000_000);
+
 /// `error` of a nack.
 pub const NACK_ERROR: Text = Text {
     min: 0,

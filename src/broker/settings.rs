@@ -29,7 +29,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use super::record::{Multiplier, OwnSettings, Record};
+use super::record::{Flow, Multiplier, OwnSettings, Record};
 use super::rules;
 use super::state::State;
 use super::{check_queue_name, Backoff, Broker, BrokerError, Core, Limits, QueueStats};
@@ -55,6 +55,16 @@ pub struct QueueSettings {
     pub dead_letter_expired: bool,
     /// Whether leases are held back.
     pub paused: bool,
+    /// Events of one group in flight at once.
+    pub group_concurrency: u32,
+    /// Events of the queue in flight at once; `None`: no limit.
+    pub max_in_flight: Option<u32>,
+    /// Deliveries per second; `None`: no limit.
+    pub rate_limit_per_s: Option<u32>,
+    /// Deliveries at once after a pause: the queue's own, else its rate.
+    pub rate_limit_burst: Option<u32>,
+    /// Deliveries per second of each group; `None`: no limit.
+    pub group_rate_limit_per_s: Option<u32>,
 }
 
 impl Default for QueueSettings {
@@ -65,6 +75,18 @@ impl Default for QueueSettings {
 }
 
 impl QueueSettings {
+    /// These settings with the group and flow settings `flow`.
+    pub fn with_flow(self, flow: &Flow) -> QueueSettings {
+        QueueSettings {
+            group_concurrency: flow.group_concurrency.unwrap_or(1),
+            max_in_flight: flow.max_in_flight,
+            rate_limit_per_s: flow.rate_limit_per_s,
+            rate_limit_burst: flow.rate_limit_burst.or(flow.rate_limit_per_s),
+            group_rate_limit_per_s: flow.group_rate_limit_per_s,
+            ..self
+        }
+    }
+
     /// The lease length when the consumer names none.
     pub fn visibility_timeout(&self) -> Duration {
         Duration::from_millis(self.visibility_timeout_ms)
@@ -98,6 +120,11 @@ impl OwnSettings {
             message_ttl_ms: self.message_ttl_ms,
             dead_letter_expired: self.dead_letter_expired,
             paused: self.paused,
+            group_concurrency: 1,
+            max_in_flight: None,
+            rate_limit_per_s: None,
+            rate_limit_burst: None,
+            group_rate_limit_per_s: None,
         }
     }
 }
@@ -124,6 +151,16 @@ pub struct SettingsChange {
     pub dead_letter_expired: Option<bool>,
     /// Whether leases are held back.
     pub paused: Option<bool>,
+    /// Events of one group in flight at once; `Some(None)`: back to one.
+    pub group_concurrency: Option<Option<u64>>,
+    /// Events of the queue in flight at once; `Some(None)` names none.
+    pub max_in_flight: Option<Option<u64>>,
+    /// Deliveries per second; `Some(None)` names none.
+    pub rate_limit_per_s: Option<Option<u64>>,
+    /// Deliveries at once after a pause; `Some(None)`: the rate.
+    pub rate_limit_burst: Option<Option<u64>>,
+    /// Deliveries per second of each group; `Some(None)` names none.
+    pub group_rate_limit_per_s: Option<Option<u64>>,
 }
 
 impl SettingsChange {
@@ -135,9 +172,63 @@ impl SettingsChange {
         }
     }
 
-    /// `own` with the fields named here set, each checked against the range
-    /// of the broker-wide setting of its name; the first refused is named.
-    fn applied_to(&self, mut own: OwnSettings) -> Result<OwnSettings, BrokerError> {
+    /// `own` and `flow` with the fields named here set, each checked
+    /// against the range of the broker-wide setting of its name, or its
+    /// own; the first refused is named.
+    fn applied_to(
+        &self,
+        (own, mut flow): (OwnSettings, Flow),
+    ) -> Result<(OwnSettings, Flow), BrokerError> {
+        let own = self.applied_to_own(own)?;
+        let set =
+            |rule: rules::Whole, field: &str, change: Option<Option<u64>>, to: &mut Option<u32>| {
+                if let Some(n) = change {
+                    // The rules' ranges are well within a u32.
+                    *to = n
+                        .map(|n| rule.check(field, n))
+                        .transpose()?
+                        .map(|n| n as u32);
+                }
+                Ok::<(), BrokerError>(())
+            };
+        set(
+            rules::GROUP_CONCURRENCY,
+            "group_concurrency",
+            self.group_concurrency,
+            &mut flow.group_concurrency,
+        )?;
+        set(
+            rules::MAX_IN_FLIGHT,
+            "max_in_flight",
+            self.max_in_flight,
+            &mut flow.max_in_flight,
+        )?;
+        set(
+            rules::RATE,
+            "rate_limit_per_s",
+            self.rate_limit_per_s,
+            &mut flow.rate_limit_per_s,
+        )?;
+        set(
+            rules::RATE,
+            "rate_limit_burst",
+            self.rate_limit_burst,
+            &mut flow.rate_limit_burst,
+        )?;
+        set(
+            rules::RATE,
+            "group_rate_limit_per_s",
+            self.group_rate_limit_per_s,
+            &mut flow.group_rate_limit_per_s,
+        )?;
+        // One is the default: kept as none, so that the record stays plain.
+        if flow.group_concurrency == Some(1) {
+            flow.group_concurrency = None;
+        }
+        Ok((own, flow))
+    }
+
+    fn applied_to_own(&self, mut own: OwnSettings) -> Result<OwnSettings, BrokerError> {
         let whole = |rule: rules::Whole, field: &str, n: Option<u64>| {
             n.map(|n| rule.check(field, n)).transpose()
         };
@@ -212,19 +303,16 @@ impl Broker {
         let pending = {
             let mut core = self.shared.lock();
             let current = match core.state.queue_id(queue) {
-                Some(q) => core.state.queues[q as usize].settings,
-                None if replace => OwnSettings::default(),
+                Some(q) => {
+                    let queue = &core.state.queues[q as usize];
+                    (queue.settings, queue.flow)
+                }
+                None if replace => Default::default(),
                 None => return Err(BrokerError::UnknownQueue(queue.to_string())),
             };
-            let settings = change.applied_to(if replace {
-                OwnSettings::default()
-            } else {
-                current
-            })?;
-            let record = Record::Settings {
-                queue: Cow::Borrowed(queue),
-                settings,
-            };
+            let (settings, flow) =
+                change.applied_to(if replace { Default::default() } else { current })?;
+            let record = Record::settings(Cow::Borrowed(queue), settings, flow);
             self.submit(&mut core, vec![record], Box::new(|_: &mut Core, r| r))
         };
         pending.result().await?;
@@ -236,9 +324,11 @@ impl Broker {
 
     /// The settings in force of queue `q`.
     pub(super) fn settings_of(&self, core: &Core, q: u32) -> QueueSettings {
-        core.state.queues[q as usize]
+        let queue = &core.state.queues[q as usize];
+        queue
             .settings
             .effective(&self.limits)
+            .with_flow(&queue.flow)
     }
 }
 
@@ -249,9 +339,12 @@ pub(super) fn settings_in(state: &State, segment: u64) -> Vec<Record<'static>> {
         .queues
         .iter()
         .filter(|queue| queue.settings_at == Some(segment))
-        .map(|queue| Record::Settings {
-            queue: Cow::Owned(queue.name.to_string()),
-            settings: queue.settings,
+        .map(|queue| {
+            Record::settings(
+                Cow::Owned(queue.name.to_string()),
+                queue.settings,
+                queue.flow,
+            )
         })
         .collect()
 }
@@ -284,7 +377,7 @@ mod tests {
             message_ttl_ms: Some(1_000),
             ..OwnSettings::default()
         };
-        let paused = SettingsChange::paused(true).applied_to(own).unwrap();
+        let paused = SettingsChange::paused(true).applied_to_own(own).unwrap();
         assert_eq!(
             paused,
             OwnSettings {
@@ -296,7 +389,7 @@ mod tests {
             message_ttl_ms: Some(None),
             ..SettingsChange::default()
         };
-        assert_eq!(cleared.applied_to(own).unwrap().message_ttl_ms, None);
+        assert_eq!(cleared.applied_to_own(own).unwrap().message_ttl_ms, None);
         for (change, message) in [
             (
                 SettingsChange {
@@ -334,7 +427,7 @@ mod tests {
                 "max_size: expected a whole number from 1 to 100000000, got 0",
             ),
         ] {
-            let err = change.applied_to(own).unwrap_err();
+            let err = change.applied_to((own, Flow::default())).unwrap_err();
             assert_eq!(err.to_string(), message);
         }
     }

@@ -7,6 +7,7 @@
 //! every record in the log. Everything else here changes only what is not
 //! logged (leases) or marks an event while a change to it is being written.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use super::idempotency::Idempotency;
 use super::index::EventIndex;
 use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
-use super::record::{Extra, Record, Stored, Subscribed};
+use super::record::{Extra, Flow, OwnSettings, Record, Stored, Subscribed};
 use crate::wal::Position;
 
 /// Cancelled ids remembered for their receipts' answers; the lowest are
@@ -114,6 +115,8 @@ pub(crate) struct State {
     pub leases: BTreeMap<u64, Lease>,
     /// When each event that expires does (Unix ms). Dead events have none.
     pub expires: BTreeMap<u64, u64>,
+    /// The group of each event that has one, in its queue's groups.
+    pub event_groups: BTreeMap<u64, u32>,
     live: BTreeMap<u64, Live>,
     /// Per segment, until when an idempotency key enqueued in it is in its
     /// window (Unix ms): the segment must stay so a restart still knows the key.
@@ -143,6 +146,7 @@ impl State {
             errors: BTreeMap::new(),
             leases: BTreeMap::new(),
             expires: BTreeMap::new(),
+            event_groups: BTreeMap::new(),
             live: BTreeMap::new(),
             keys_until: BTreeMap::new(),
             idempotency: Idempotency::new(idempotency_window_ms),
@@ -239,8 +243,17 @@ impl State {
     /// Applies a durable record found at `pos`; returns the queue it changed.
     pub fn apply(&mut self, record: &Record<'_>, pos: &Position, now: u64) -> Option<u32> {
         match record {
-            Record::Enqueue(stored) => self.apply_stored(stored, Extra::default(), pos, None, now),
-            Record::EnqueueWith(stored, extra) => self.apply_stored(stored, *extra, pos, None, now),
+            Record::Enqueue(stored) => {
+                self.apply_stored(stored, (Extra::default(), None), pos, None, now)
+            }
+            Record::EnqueueWith(stored, extra) => {
+                self.apply_stored(stored, (*extra, None), pos, None, now)
+            }
+            Record::EnqueueGrouped {
+                event,
+                extra,
+                group,
+            } => self.apply_stored(event, (*extra, Some(group)), pos, None, now),
             Record::Ack { ids } => self.remove_all(ids, |s| Some(&mut s.acked_total)),
             Record::Purge { ids } => self.remove_all(ids, |_| None),
             Record::Fail {
@@ -288,7 +301,7 @@ impl State {
                     dead_at: *dead_at,
                     last_error: last_error.as_deref(),
                 };
-                self.apply_stored(event, Extra::default(), pos, Some(copy), now)
+                self.apply_stored(event, (Extra::default(), None), pos, Some(copy), now)
             }
             Record::RelocatedWith {
                 event,
@@ -302,7 +315,22 @@ impl State {
                     dead_at: *dead_at,
                     last_error: last_error.as_deref(),
                 };
-                self.apply_stored(event, *extra, pos, Some(copy), now)
+                self.apply_stored(event, (*extra, None), pos, Some(copy), now)
+            }
+            Record::RelocatedGrouped {
+                event,
+                failures,
+                dead_at,
+                last_error,
+                extra,
+                group,
+            } => {
+                let copy = Relocation {
+                    failures: *failures,
+                    dead_at: *dead_at,
+                    last_error: last_error.as_deref(),
+                };
+                self.apply_stored(event, (*extra, Some(group)), pos, Some(copy), now)
             }
             Record::Expire { ids, dead_at } => self.expire_all(ids, *dead_at),
             Record::Subscribe(subscribed) => {
@@ -316,22 +344,43 @@ impl State {
                 None
             }
             Record::Settings { queue, settings } => {
-                let q = self.intern(queue);
-                let entry = &mut self.queues[q as usize];
-                entry.settings = *settings;
-                entry.settings_at = Some(pos.segment);
-                // Due events are ready, so a resume wakes the polls waiting.
-                self.promote(q, now);
-                Some(q)
+                Some(self.set_settings(queue, *settings, Flow::default(), pos, now))
             }
+            Record::SettingsWith {
+                queue,
+                settings,
+                flow,
+            } => Some(self.set_settings(queue, *settings, *flow, pos, now)),
             Record::DeleteQueue { queue } => self.delete_queue(queue),
         }
+    }
+
+    fn set_settings(
+        &mut self,
+        queue: &str,
+        settings: OwnSettings,
+        flow: Flow,
+        pos: &Position,
+        now: u64,
+    ) -> u32 {
+        let q = self.intern(queue);
+        let entry = &mut self.queues[q as usize];
+        entry.settings = settings;
+        entry.flow = flow;
+        entry.settings_at = Some(pos.segment);
+        // Due events are ready, so a resume wakes the polls waiting.
+        self.promote(q, now);
+        // A new concurrency may give groups room, or take it.
+        for g in self.queues[q as usize].groups.ids() {
+            self.offer(q, g);
+        }
+        q
     }
 
     fn apply_stored(
         &mut self,
         stored: &Stored<'_>,
-        extra: Extra,
+        (extra, group): (Extra, Option<&Cow<'_, str>>),
         pos: &Position,
         relocated: Option<Relocation<'_>>,
         now: u64,
@@ -374,7 +423,12 @@ impl State {
         if let Some(at) = extra.expires_at.filter(|_| status != Status::Dead) {
             self.set_expiry(stored.id, q, at);
         }
+        if let Some(group) = group {
+            let g = self.queues[q as usize].groups.join(group);
+            self.event_groups.insert(stored.id, g);
+        }
         self.queues[q as usize].count(None, Some(status));
+        self.regroup(stored.id, q, None, Some(status));
         self.push(stored.id, &event);
         self.add_live(pos.segment, pos.len, stored.id);
         self.set_error(stored.id, last_error);
@@ -415,6 +469,7 @@ impl State {
     /// Takes an event out of the index.
     pub(super) fn remove(&mut self, id: u64) -> Option<Event> {
         let event = self.events.remove(&id)?;
+        self.regroup(id, event.queue, Some(event.status), None);
         let queue = &mut self.queues[event.queue as usize];
         queue.count(Some(event.status), None);
         queue.dead.remove(&id);
@@ -469,6 +524,7 @@ impl State {
         let from = event.status;
         event.status = to;
         let event = *event;
+        self.regroup(id, event.queue, Some(from), Some(to));
         let queue = &mut self.queues[event.queue as usize];
         queue.count(Some(from), Some(to));
         if matches!(from, Status::Dead | Status::DeadSettling)
@@ -486,12 +542,17 @@ impl State {
         self.push(id, &event);
     }
 
-    /// Puts an event where its status says it belongs.
+    /// Puts an event where its status says it belongs; a ready event of a
+    /// group is in its group's order instead ([`State::regroup`]).
     #[inline]
     fn push(&mut self, id: u64, event: &Event) {
         let queue = &mut self.queues[event.queue as usize];
         match event.status {
-            Status::Ready => queue.ready.push(event.priority, (event.time, id)),
+            Status::Ready => {
+                if queue.groups.is_empty() || !self.event_groups.contains_key(&id) {
+                    queue.ready.push(event.priority, (event.time, id));
+                }
+            }
             Status::Delayed => queue.delayed.push(Reverse((event.time, id))),
             Status::Dead => {
                 queue.dead.insert(id);
@@ -559,6 +620,10 @@ impl State {
             queue.delayed.shrink(SHRINK_ABOVE);
             queue.deadlines.shrink(SHRINK_ABOVE);
             queue.expiring.shrink(SHRINK_ABOVE);
+            queue.groups.candidates.shrink(SHRINK_ABOVE);
+            if let Some(limiters) = &queue.limiters {
+                limiters.forget_full();
+            }
         }
     }
 
@@ -642,7 +707,12 @@ impl State {
                 }
             }
             if stale.is_empty() {
-                return oldest;
+                let queue = &self.queues[q as usize];
+                let grouped = queue.groups.iter().filter_map(|group| {
+                    let id = group.ready.first()?;
+                    self.events.get(id).map(|e| e.time)
+                });
+                return oldest.into_iter().chain(grouped).min();
             }
             for &level in &stale {
                 self.queues[q as usize].ready.pop_at(level);
