@@ -492,6 +492,9 @@ pub struct BrowsedEvent {
     /// Higher is delivered first.
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
+    /// Its ordering group; `null` when it has none.
+    #[schema(required = true, min_length = 1, max_length = 128)]
+    group: Option<String>,
     #[schema(format = DateTime)]
     enqueued_at: String,
     /// When it is visible: its visible time when ready or delayed, the end
@@ -541,6 +544,11 @@ pub struct EventIn {
     /// queue's `message_ttl_ms`, if it has one.
     #[schema(minimum = 1, maximum = 2592000000u64)]
     ttl_ms: Option<u64>,
+    /// Its ordering group: the group's events are delivered one at a time
+    /// (the queue's `group_concurrency`), in id order, and leases take
+    /// turns across groups.
+    #[schema(min_length = 1, max_length = 128)]
+    group: Option<String>,
 }
 
 /// The body of an enqueue: one event, or a batch of 1 to MAX_BATCH, stored
@@ -635,6 +643,9 @@ pub struct LeasedEvent {
     /// Higher is delivered first.
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
+    /// Its ordering group; `null` when it has none.
+    #[schema(required = true, min_length = 1, max_length = 128)]
+    group: Option<String>,
     #[schema(format = DateTime)]
     enqueued_at: String,
     /// When it expires; `null` when it does not. A lease may outlast it.
@@ -749,20 +760,35 @@ pub struct QueueSettings {
     /// Events not acked and not dead that the queue holds at most.
     #[schema(minimum = 1, maximum = 100000000u64)]
     max_size: u64,
-    /// The default TTL of the queue's events once event TTLs exist; `null`
-    /// for none. No event expires yet.
+    /// The TTL of the queue's events enqueued without one; `null` for none.
     #[schema(required = true, minimum = 1, maximum = 2592000000u64)]
     message_ttl_ms: Option<u64>,
-    /// Whether expired events are to go to the DLQ rather than be dropped,
-    /// once event TTLs exist.
+    /// Whether expired events go to the DLQ rather than away.
     dead_letter_expired: bool,
     /// Whether leases answer no events.
     paused: bool,
+    /// Events of one group in flight at once.
+    #[schema(minimum = 1, maximum = 10000)]
+    group_concurrency: u32,
+    /// Events of the queue leased or being pushed at once; `null`: no limit.
+    #[schema(required = true, minimum = 1, maximum = 1000000)]
+    max_in_flight: Option<u32>,
+    /// Deliveries per second; `null`: no limit.
+    #[schema(required = true, minimum = 1, maximum = 1000000)]
+    rate_limit_per_s: Option<u32>,
+    /// Deliveries at once after a quiet spell: the queue's own, else its
+    /// rate; `null` without a rate.
+    #[schema(required = true, minimum = 1, maximum = 1000000)]
+    rate_limit_burst: Option<u32>,
+    /// Deliveries per second of each group; `null`: no limit.
+    #[schema(required = true, minimum = 1, maximum = 1000000)]
+    group_rate_limit_per_s: Option<u32>,
 }
 
 /// A queue's own settings. In a `PUT`, a field left out (or `null`) takes
-/// the broker-wide setting, or `false`; in a `PATCH` it stays as it is.
-/// `message_ttl_ms: null` names no TTL in both.
+/// the broker-wide setting, or `false`, or no limit; in a `PATCH` it stays
+/// as it is. `null` names no TTL for `message_ttl_ms`, no limit for the
+/// flow limits, and one for `group_concurrency`, in both.
 #[derive(ToSchema)]
 pub struct SettingsIn {
     /// Lease length when the consumer names none, up to 12 hours; the
@@ -786,16 +812,31 @@ pub struct SettingsIn {
     /// broker-wide QUEUE_MAX_SIZE.
     #[schema(minimum = 1, maximum = 100000000u64)]
     max_size: Option<u64>,
-    /// The default TTL of the queue's events, 1 ms to 30 days, once event
-    /// TTLs exist; `null` (the default) for none. Kept and shown; no event
-    /// expires yet.
+    /// The TTL of the queue's events enqueued without one, 1 ms to 30
+    /// days, fixed at their enqueue; `null` (the default) for none.
     #[schema(minimum = 1, maximum = 2592000000u64)]
     message_ttl_ms: Option<u64>,
-    /// Whether expired events are to go to the DLQ rather than be dropped,
-    /// once event TTLs exist; default false.
+    /// Whether expired events go to the DLQ rather than away; default false.
     dead_letter_expired: Option<bool>,
     /// Leases answer no events while true; default false.
     paused: Option<bool>,
+    /// Events of one group in flight at once; default 1, which keeps each
+    /// group in id order. Above 1 the order within a group is not promised.
+    #[schema(minimum = 1, maximum = 10000)]
+    group_concurrency: Option<u32>,
+    /// Events of the queue leased or being pushed to a webhook at once.
+    #[schema(minimum = 1, maximum = 1000000)]
+    max_in_flight: Option<u32>,
+    /// Deliveries (leases and webhook pushes) per second, as a token bucket.
+    #[schema(minimum = 1, maximum = 1000000)]
+    rate_limit_per_s: Option<u32>,
+    /// The bucket's size: deliveries at once after a quiet spell; default
+    /// the rate.
+    #[schema(minimum = 1, maximum = 1000000)]
+    rate_limit_burst: Option<u32>,
+    /// Deliveries per second of each group, with a bucket of one second's worth.
+    #[schema(minimum = 1, maximum = 1000000)]
+    group_rate_limit_per_s: Option<u32>,
 }
 
 /// Every queue.
@@ -816,6 +857,9 @@ pub struct DeadEvent {
     /// Higher is delivered first, once redriven.
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
+    /// Its ordering group; `null` when it has none.
+    #[schema(required = true, min_length = 1, max_length = 128)]
+    group: Option<String>,
     last_error: Option<String>,
     #[schema(format = DateTime)]
     dead_at: String,
