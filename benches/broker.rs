@@ -1,6 +1,7 @@
 //! Broker throughput in process, no HTTP: concurrent enqueues (one event per
 //! call, and batches of 100) and lease + ack of a pre-filled queue, under
-//! `WAL_FSYNC` `always` and `never`, with 256-byte JSON payloads.
+//! `WAL_FSYNC` `always` and `never`, with 256-byte JSON payloads; and lease
+//! + ack of a queue whose events are spread over 1,000 ordering groups.
 //!
 //! `cargo bench --bench broker`; the README quotes the figures.
 
@@ -18,10 +19,21 @@ mod common;
 const PAYLOAD: usize = 256;
 const QUEUE: &str = "bench";
 
+/// Ordering groups of the grouped lease + ack.
+const GROUPS: u64 = 1_000;
+
 fn event(seed: u64) -> NewEvent {
     NewEvent {
         payload: common::json_string(seed, PAYLOAD),
         ..NewEvent::default()
+    }
+}
+
+/// [`event`] in group `seed % groups`, or in none.
+fn event_in(seed: u64, groups: Option<u64>) -> NewEvent {
+    NewEvent {
+        group: groups.map(|n| format!("tenant-{}", seed % n)),
+        ..event(seed)
     }
 }
 
@@ -114,11 +126,12 @@ fn enqueue(c: &mut Criterion) {
     group.finish();
 }
 
-/// Fills the queue with `total` events, in batches of up to 1000 from four tasks.
-fn prefill(rt: &tokio::runtime::Runtime, broker: &Arc<Broker>, total: u64) {
+/// Fills the queue with `total` events, in batches of up to 1000 from four
+/// tasks, spread over `groups` ordering groups if given.
+fn prefill(rt: &tokio::runtime::Runtime, broker: &Arc<Broker>, total: u64, groups: Option<u64>) {
     const PER_CALL: u64 = 1_000;
     const FILLERS: u64 = 4;
-    let template: Vec<NewEvent> = (0..PER_CALL).map(event).collect();
+    let template: Vec<NewEvent> = (0..PER_CALL).map(|i| event_in(i, groups)).collect();
     let template = Arc::new(template);
     rt.block_on(async {
         let tasks: Vec<_> = (0..FILLERS)
@@ -151,11 +164,11 @@ fn prefill(rt: &tokio::runtime::Runtime, broker: &Arc<Broker>, total: u64) {
 fn run_consumers(
     rt: &tokio::runtime::Runtime,
     broker: &Arc<Broker>,
-    consumers: u64,
-    per_lease: usize,
+    (consumers, per_lease): (u64, usize),
     total: u64,
+    groups: Option<u64>,
 ) -> Duration {
-    prefill(rt, broker, total);
+    prefill(rt, broker, total, groups);
     let started = Instant::now();
     let consumed: u64 = rt.block_on(async {
         let tasks: Vec<_> = (0..consumers)
@@ -166,7 +179,10 @@ fn run_consumers(
                     loop {
                         // Every event is ready from the start and leases last
                         // 30 s: once a lease comes back empty, the rest of the
-                        // queue is in other consumers' hands.
+                        // queue is in other consumers' hands. With groups,
+                        // every group left may be held by another
+                        // consumer; the last one to look holds none, so it
+                        // drains what is left.
                         let leased = broker.lease(QUEUE, per_lease, None).expect("lease");
                         if leased.is_empty() {
                             return consumed;
@@ -218,16 +234,22 @@ fn lease_ack(c: &mut Criterion) {
     for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
         let dir = tempfile::tempdir().expect("temp dir");
         let broker = open(dir.path(), fsync);
-        group.bench_with_input(
-            BenchmarkId::new(fsync.to_string(), format!("{CONSUMERS}x{PER_LEASE}")),
-            &CONSUMERS,
-            |b, &n| {
-                b.iter_custom(|batches| {
-                    let total = batches.max(n) * PER_LEASE as u64;
-                    run_consumers(&rt, &broker, n, PER_LEASE, total)
-                })
-            },
-        );
+        for groups in [None, Some(GROUPS)] {
+            let name = match groups {
+                None => format!("{CONSUMERS}x{PER_LEASE}"),
+                Some(n) => format!("{CONSUMERS}x{PER_LEASE}/{n}-groups"),
+            };
+            group.bench_with_input(
+                BenchmarkId::new(fsync.to_string(), name),
+                &CONSUMERS,
+                |b, &n| {
+                    b.iter_custom(|batches| {
+                        let total = batches.max(n) * PER_LEASE as u64;
+                        run_consumers(&rt, &broker, (n, PER_LEASE), total, groups)
+                    })
+                },
+            );
+        }
         broker.close().expect("close");
     }
     group.finish();
