@@ -290,6 +290,41 @@ async fn each_event_is_pushed_signed_and_acked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_events_are_pushed_one_at_a_time_in_order_through_a_retry() {
+    let mut s = Setup::start(quick_retries(3)).await;
+    // The first call fails: its event must come again before the next one.
+    s.answer(&[Answer::Status(500)]);
+    let batch: Vec<Value> = (0..4)
+        .map(|n| json!({ "payload": n, "group": "acme" }))
+        .collect();
+    let (status, answer) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/queues/orders/events",
+            Some(json!(batch)),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let body = json!({ "url": s.hook_url, "concurrency": 4 });
+    assert_eq!(s.subscribe("orders", body).await.0, 200);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let call = s.next_call().await;
+        let event: Value = serde_json::from_slice(&call.body).unwrap();
+        assert_eq!(event["group"], "acme", "{event}");
+        seen.push((
+            event["id"].as_u64().unwrap(),
+            event["attempt"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [(0, 1), (0, 2), (1, 1), (2, 1), (3, 1)],
+        "one call at a time, in id order, the failed one again first, with 4 workers free"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_calls_are_retried_and_end_in_the_dead_letter_queue() {
     let mut s = Setup::start(quick_retries(1)).await;
     let body = json!({ "url": s.hook_url, "concurrency": 1 });
