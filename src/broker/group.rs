@@ -152,11 +152,17 @@ impl Group {
 impl State {
     /// Keeps event `id`'s group in step with its move from `from` to `to`
     /// (`None`: not live), and offers the group its turn again.
-    #[inline]
+    #[inline(always)]
     pub(super) fn regroup(&mut self, id: u64, q: u32, from: Option<Status>, to: Option<Status>) {
-        if self.queues[q as usize].groups.is_empty() {
-            return;
+        // Inlined down to this check: every status change of every event
+        // passes here, and most queues have no group.
+        if !self.queues[q as usize].groups.is_empty() {
+            self.regroup_in(id, q, from, to);
         }
+    }
+
+    #[inline(never)]
+    fn regroup_in(&mut self, id: u64, q: u32, from: Option<Status>, to: Option<Status>) {
         let Some(&g) = self.event_groups.get(&id) else {
             return;
         };
