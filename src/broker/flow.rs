@@ -4,19 +4,29 @@
 //! `group_concurrency` are counts the lease checks against the state.
 //!
 //! The buckets live in memory only, like leases: a restart, a deletion of
-//! the queue or a change of its rates starts them full. A group's bucket is
-//! kept by the group's name, so one that empties and fills again keeps it,
-//! and the reaper drops the buckets that are full again, which are as good
-//! as new.
+//! the queue or a change of its rates starts them full.
+//!
+//! A group's bucket is kept by the group's name, not with the group, so a
+//! group that empties between its events keeps its bucket rather than
+//! finding a full one each time. The buckets are a B-tree, which grows node
+//! by node as every map of the state does, where governor's hash map would
+//! rebuild itself whole with the state locked. The reaper drops those that
+//! are full again, which are as good as new, at most once a second: a
+//! sweep looks at every bucket, and one of a second's worth is full a
+//! second after its last delivery.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::HashMapStateStore;
-use governor::state::{InMemoryState, NotKeyed};
+use governor::nanos::Nanos;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use super::record::Flow;
@@ -33,9 +43,52 @@ impl governor::clock::Clock for LimiterClock {
     }
 }
 
+/// How often the group buckets are swept at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 type Direct = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Instant>>;
-type Keyed =
-    RateLimiter<Arc<str>, HashMapStateStore<Arc<str>>, LimiterClock, NoOpMiddleware<Instant>>;
+type Keyed = RateLimiter<Arc<str>, GroupBuckets, LimiterClock, NoOpMiddleware<Instant>>;
+
+/// The buckets of a queue's groups, by group name.
+#[derive(Default)]
+pub(crate) struct GroupBuckets(Mutex<BTreeMap<Arc<str>, InMemoryState>>);
+
+impl StateStore for GroupBuckets {
+    type Key = Arc<str>;
+
+    fn measure_and_replace<T, F, E>(&self, key: &Arc<str>, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut buckets = self.0.lock().expect("bucket lock");
+        if let Some(bucket) = buckets.get(key) {
+            return bucket.measure_and_replace(&NotKeyed::NonKey, f);
+        }
+        let bucket = buckets.entry(key.clone()).or_default();
+        bucket.measure_and_replace(&NotKeyed::NonKey, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<Arc<str>> for GroupBuckets {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let mut buckets = self.0.lock().expect("bucket lock");
+        // A bucket's state is when it is next empty; read by writing it
+        // back as it is, the one way governor gives to read it.
+        buckets.retain(|_, bucket| {
+            let next = bucket
+                .measure_and_replace(&NotKeyed::NonKey, |next| next.map(|n| (n, n)).ok_or(()));
+            next.is_ok_and(|n| n > drop_below)
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().expect("bucket lock").len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().expect("bucket lock").is_empty()
+    }
+}
 
 /// A queue's rate limiters.
 pub(crate) struct Limiters {
@@ -43,6 +96,8 @@ pub(crate) struct Limiters {
     rates: Rates,
     queue: Option<Direct>,
     groups: Option<Keyed>,
+    /// When the group buckets were last swept.
+    swept: Option<Instant>,
 }
 
 impl fmt::Debug for Limiters {
@@ -89,7 +144,8 @@ impl Limiters {
                 .map(|r| RateLimiter::direct_with_clock(quota(r, rates.burst), clock.clone())),
             groups: rates
                 .group_per_s
-                .map(|r| RateLimiter::hashmap_with_clock(quota(r, None), clock)),
+                .map(|r| RateLimiter::new(quota(r, None), GroupBuckets::default(), clock)),
+            swept: None,
         }
     }
 
@@ -114,12 +170,23 @@ impl Limiters {
         }
     }
 
-    /// Drops the group buckets that are full again.
-    pub fn forget_full(&self) {
-        if let Some(buckets) = &self.groups {
-            buckets.retain_recent();
-            buckets.shrink_to_fit();
+    /// Drops the group buckets that are full again, unless they were
+    /// swept less than a second before `now`.
+    pub fn forget_full(&mut self, now: Instant) {
+        let Some(buckets) = &self.groups else {
+            return;
+        };
+        if self.swept.is_some_and(|at| now < at + SWEEP_EVERY) {
+            return;
         }
+        self.swept = Some(now);
+        buckets.retain_recent();
+    }
+
+    /// Group buckets kept.
+    #[cfg(test)]
+    fn group_buckets(&self) -> usize {
+        self.groups.as_ref().map_or(0, |b| b.len())
     }
 }
 
@@ -127,7 +194,6 @@ impl Limiters {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::time::Duration;
 
     #[test]
     fn a_bucket_gives_its_burst_then_its_rate_on_the_brokers_clock() {
@@ -147,5 +213,36 @@ mod tests {
         clock.advance(Duration::from_millis(100));
         assert_eq!(limiters.take(), Ok(()));
         assert!(limiters.take().is_err());
+    }
+
+    #[test]
+    fn a_group_keeps_its_bucket_until_it_is_full_again() {
+        let clock = Arc::new(ManualClock::new(0));
+        let flow = Flow {
+            group_rate_limit_per_s: Some(2),
+            ..Flow::default()
+        };
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let mut limiters = Limiters::new(Rates::of(&flow).unwrap(), &dyn_clock);
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        assert!(limiters.take_group(&a).is_ok() && limiters.take_group(&a).is_ok());
+        assert!(
+            limiters.take_group(&a).is_err(),
+            "a's burst of two is spent"
+        );
+        assert!(limiters.take_group(&b).is_ok(), "b has a bucket of its own");
+        limiters.forget_full(clock.now());
+        assert_eq!(limiters.group_buckets(), 2, "neither is full yet");
+        clock.advance(Duration::from_millis(500));
+        assert!(limiters.take_group(&a).is_ok(), "half a second: one more");
+        assert!(limiters.take_group(&a).is_err());
+        clock.advance(Duration::from_secs(2));
+        limiters.forget_full(clock.now());
+        assert_eq!(limiters.group_buckets(), 0, "both full again: gone");
+        assert!(limiters.take_group(&a).is_ok() && limiters.take_group(&a).is_ok());
+        assert!(
+            limiters.take_group(&a).is_err(),
+            "a fresh bucket, as good as the old"
+        );
     }
 }

@@ -45,6 +45,7 @@ impl Broker {
         }
         core.state.idempotency.expire(now.wall);
         core.state.shrink();
+        core.state.forget_full_buckets(now.mono);
         let woken = core.ready_queues(woken);
         self.shared.wake(&woken);
         if let Err(e) = self.check_writable() {

@@ -621,8 +621,14 @@ impl State {
             queue.deadlines.shrink(SHRINK_ABOVE);
             queue.expiring.shrink(SHRINK_ABOVE);
             queue.groups.candidates.shrink(SHRINK_ABOVE);
-            if let Some(limiters) = &queue.limiters {
-                limiters.forget_full();
+        }
+    }
+
+    /// Drops the group rate buckets that are full again (`flow` module).
+    pub fn forget_full_buckets(&mut self, now: Instant) {
+        for queue in &mut self.queues {
+            if let Some(limiters) = &mut queue.limiters {
+                limiters.forget_full(now);
             }
         }
     }
