@@ -73,13 +73,6 @@ async fn settle(api: &Api, how: &str, leased: &Value, extra: Value) {
     );
 }
 
-async fn metrics(api: &Api) -> String {
-    let req = axum::http::Request::get("/api/metrics")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    String::from_utf8(api.exchange(req).await.1).unwrap()
-}
-
 #[tokio::test]
 async fn a_group_gives_one_event_at_a_time_in_id_order_through_a_retry() {
     let api = api();
@@ -214,7 +207,7 @@ async fn max_in_flight_caps_leases_and_a_long_poll_waits_for_an_ack() {
     let ((s, woken), ()) = tokio::join!(poll, ack);
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ids(&woken), [2]);
-    let text = metrics(&api).await;
+    let text = api.metrics().await;
     assert!(
         text.contains(r#"event_broker_queue_throttled_total{limit="max_in_flight",queue="q"}"#),
         "{text}"
@@ -241,7 +234,7 @@ async fn a_rate_limit_gives_its_burst_then_its_rate_on_the_brokers_clock() {
         [4, 5, 6],
         "a quiet spell refills the burst, no more"
     );
-    let text = metrics(&api).await;
+    let text = api.metrics().await;
     assert!(
         // Each of the four leases stopped short of its max with events ready.
         text.contains(r#"event_broker_queue_throttled_total{limit="rate_limit",queue="q"} 4"#),

@@ -113,18 +113,11 @@ async fn an_expired_event_is_never_leased_and_the_reaper_drops_it() {
     assert_eq!(ids(&v), [2], "only the event without a TTL is left");
     let (_, v) = api.get("/api/queues/q/dlq").await;
     assert_eq!(ids(&v), Vec::<u64>::new());
-    let metrics = metrics(&api).await;
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains(r#"event_broker_queue_events_total{event="ttl_expired",queue="q"} 2"#),
         "{metrics}"
     );
-}
-
-async fn metrics(api: &Api) -> String {
-    let req = axum::http::Request::get("/api/metrics")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    String::from_utf8(api.exchange(req).await.1).unwrap()
 }
 
 #[tokio::test]

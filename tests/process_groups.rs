@@ -13,28 +13,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use common::server::Server;
+use common::server::{call, Server};
 use reqwest::blocking::Client;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
-
-/// A request; its status and JSON answer (`null` for none).
-fn send(client: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let answer = request.send().expect("the broker answers");
-    let status = answer.status();
-    (status, answer.json().unwrap_or(Value::Null))
-}
-
-/// A request that must succeed; its JSON answer.
-fn call(client: &Client, method: Method, url: &str, body: Option<Value>) -> Value {
-    let (status, v) = send(client, method, url, body);
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
-}
 
 /// Enqueues a batch; the ids, in the batch's order.
 fn enqueue(client: &Client, queue_url: &str, batch: Vec<Value>) -> Vec<u64> {

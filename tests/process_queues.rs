@@ -10,28 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::server::Server;
+use common::server::{call, send, Server};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-/// A request; its status and JSON answer (`null` for none).
-fn send(client: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let answer = request.send().expect("the broker answers");
-    let status = answer.status();
-    (status, answer.json().unwrap_or(Value::Null))
-}
-
-/// A request that must succeed; its JSON answer.
-fn call(client: &Client, method: Method, url: &str, body: Option<Value>) -> Value {
-    let (status, v) = send(client, method, url, body);
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
-}
 
 fn ids(v: &Value, key: &str) -> Vec<u64> {
     let list = v[key].as_array().unwrap_or_else(|| panic!("no {key}: {v}"));

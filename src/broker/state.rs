@@ -296,11 +296,7 @@ impl State {
                 dead_at,
                 last_error,
             } => {
-                let copy = Relocation {
-                    failures: *failures,
-                    dead_at: *dead_at,
-                    last_error: last_error.as_deref(),
-                };
+                let copy = Relocation::of(*failures, *dead_at, last_error);
                 self.apply_stored(event, (Extra::default(), None), pos, Some(copy), now)
             }
             Record::RelocatedWith {
@@ -310,11 +306,7 @@ impl State {
                 last_error,
                 extra,
             } => {
-                let copy = Relocation {
-                    failures: *failures,
-                    dead_at: *dead_at,
-                    last_error: last_error.as_deref(),
-                };
+                let copy = Relocation::of(*failures, *dead_at, last_error);
                 self.apply_stored(event, (*extra, None), pos, Some(copy), now)
             }
             Record::RelocatedGrouped {
@@ -325,11 +317,7 @@ impl State {
                 extra,
                 group,
             } => {
-                let copy = Relocation {
-                    failures: *failures,
-                    dead_at: *dead_at,
-                    last_error: last_error.as_deref(),
-                };
+                let copy = Relocation::of(*failures, *dead_at, last_error);
                 self.apply_stored(event, (*extra, Some(group)), pos, Some(copy), now)
             }
             Record::Expire { ids, dead_at } => self.expire_all(ids, *dead_at),
@@ -759,6 +747,16 @@ struct Relocation<'a> {
     failures: u32,
     dead_at: Option<u64>,
     last_error: Option<&'a str>,
+}
+
+impl<'a> Relocation<'a> {
+    fn of(failures: u32, dead_at: Option<u64>, last_error: &'a Option<Cow<'_, str>>) -> Self {
+        Relocation {
+            failures,
+            dead_at,
+            last_error: last_error.as_deref(),
+        }
+    }
 }
 
 fn is_waiting(status: Status) -> bool {

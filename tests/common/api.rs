@@ -122,6 +122,12 @@ impl Api {
         (s, v)
     }
 
+    /// The metrics page's text.
+    pub async fn metrics(&self) -> String {
+        let req = Request::get("/api/metrics").body(Body::empty()).unwrap();
+        String::from_utf8(self.exchange(req).await.1).unwrap()
+    }
+
     /// Raw body text of a lease answer, to check payload bytes exactly.
     pub async fn lease_text(&self, queue: &str, body: &str) -> String {
         let req = Request::post(format!("/api/queues/{queue}/lease"))

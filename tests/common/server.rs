@@ -129,3 +129,31 @@ impl Drop for Server {
         }
     }
 }
+
+/// A request to a broker; its status and JSON answer (`null` for none).
+pub fn send(
+    client: &reqwest::blocking::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().expect("the broker answers");
+    let status = answer.status();
+    (status, answer.json().unwrap_or(serde_json::Value::Null))
+}
+
+/// A request that must succeed; its JSON answer.
+pub fn call(
+    client: &reqwest::blocking::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let (status, v) = send(client, method, url, body);
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
+}
