@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::api::{assert_error, Api};
+use common::api::{assert_error, ids, Api};
 use common::broker::limits;
 use serde_json::{json, Value};
 
@@ -19,17 +19,6 @@ fn api() -> Api {
     limits.queue_max_size = 5_000;
     limits.max_retries = 3;
     Api::with(limits)
-}
-
-fn ids(page: &Value) -> Vec<u64> {
-    let events = page["events"].as_array().expect("events");
-    events.iter().map(|e| e["id"].as_u64().unwrap()).collect()
-}
-
-async fn enqueue(api: &Api, body: Value) -> Value {
-    let (s, v) = api.post("/api/queues/q/events", &body.to_string()).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v
 }
 
 async fn settings(api: &Api, body: Value) -> Value {
@@ -83,7 +72,7 @@ async fn a_group_gives_one_event_at_a_time_in_id_order_through_a_retry() {
         {"payload": "b0", "group": "b"},
         {"payload": "none"},
     ]);
-    enqueue(&api, batch).await;
+    api.enqueue_q(batch).await;
     let first = lease(&api, 10).await;
     assert_eq!(
         ids(&first),
@@ -127,7 +116,7 @@ async fn a_dead_letter_frees_its_group_and_a_redrive_puts_it_back_in_id_order() 
         {"payload": "a1", "group": "a"},
         {"payload": "a2", "group": "a"},
     ]);
-    enqueue(&api, batch).await;
+    api.enqueue_q(batch).await;
     let a0 = lease(&api, 10).await;
     settle(&api, "nack", &a0, json!({"error": "boom"})).await;
     let (_, dlq) = api.get("/api/queues/q/dlq").await;
@@ -161,11 +150,11 @@ async fn a_lease_takes_turns_across_groups_whatever_the_concurrency() {
     let hot: Vec<Value> = (0..1000)
         .map(|i| json!({"payload": i, "group": "hot"}))
         .collect();
-    enqueue(&api, Value::Array(hot)).await;
+    api.enqueue_q(Value::Array(hot)).await;
     let small: Vec<Value> = (0..10)
         .map(|g| json!({"payload": g, "group": format!("small-{g}")}))
         .collect();
-    enqueue(&api, Value::Array(small)).await;
+    api.enqueue_q(Value::Array(small)).await;
     let leased = lease(&api, 11).await;
     let want: Vec<u64> = [0].into_iter().chain(1000..1010).collect();
     assert_eq!(
@@ -185,11 +174,8 @@ async fn max_in_flight_caps_leases_and_a_long_poll_waits_for_an_ack() {
     let api = api();
     let shown = settings(&api, json!({"max_in_flight": 2})).await;
     assert_eq!(shown["max_in_flight"], 2);
-    enqueue(
-        &api,
-        json!([{"payload": 0}, {"payload": 1}, {"payload": 2}]),
-    )
-    .await;
+    api.enqueue_q(json!([{"payload": 0}, {"payload": 1}, {"payload": 2}]))
+        .await;
     let first = lease(&api, 10).await;
     assert_eq!(ids(&first), [0, 1]);
     let (_, queue) = api.get("/api/queues/q").await;
@@ -223,7 +209,7 @@ async fn a_rate_limit_gives_its_burst_then_its_rate_on_the_brokers_clock() {
         (&json!(10), &json!(3))
     );
     let batch: Vec<Value> = (0..10).map(|i| json!({"payload": i})).collect();
-    enqueue(&api, Value::Array(batch)).await;
+    api.enqueue_q(Value::Array(batch)).await;
     assert_eq!(ids(&lease(&api, 10).await), [0, 1, 2], "the burst");
     assert_eq!(ids(&lease(&api, 10).await), Vec::<u64>::new());
     api.clock.advance(Duration::from_millis(100));
@@ -256,7 +242,7 @@ async fn a_group_out_of_its_rate_sits_out_while_the_others_are_served() {
         {"payload": "b0", "group": "b"},
         {"payload": "b1", "group": "b"},
     ]);
-    enqueue(&api, batch).await;
+    api.enqueue_q(batch).await;
     assert_eq!(ids(&lease(&api, 10).await), [0, 2], "one a second each");
     assert_eq!(ids(&lease(&api, 10).await), Vec::<u64>::new());
     api.clock.advance(Duration::from_secs(1));

@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::api::{assert_error, Api};
+use common::api::{assert_error, ids, Api};
 use common::broker::limits;
 use event_broker::event_json::timestamp;
 use serde_json::{json, Value};
@@ -17,17 +17,6 @@ fn api() -> Api {
     let mut limits = limits();
     limits.max_retries = 3;
     Api::with(limits)
-}
-
-fn ids(page: &Value) -> Vec<u64> {
-    let events = page["events"].as_array().expect("events");
-    events.iter().map(|e| e["id"].as_u64().unwrap()).collect()
-}
-
-async fn enqueue(api: &Api, body: Value) -> Value {
-    let (s, v) = api.post("/api/queues/q/events", &body.to_string()).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v
 }
 
 async fn reap(api: &Api) {
@@ -46,7 +35,7 @@ async fn higher_priorities_are_leased_first_then_by_visible_time_and_id() {
         {"payload": 5, "priority": 200, "delay_ms": 1000},
     ]);
     assert_eq!(
-        enqueue(&api, batch).await,
+        api.enqueue_q(batch).await,
         json!({"ids": [0, 1, 2, 3, 4, 5]})
     );
     let (_, v) = api.post("/api/queues/q/lease", r#"{"max": 2}"#).await;
@@ -64,14 +53,14 @@ async fn a_priority_is_kept_through_a_retry_and_shown_in_the_dlq_and_browsing() 
     let mut limits = limits();
     limits.max_retries = 0;
     let api = Api::with(limits);
-    enqueue(&api, json!({"payload": "p", "priority": 7})).await;
+    api.enqueue_q(json!({"payload": "p", "priority": 7})).await;
     let (_, v) = api.post("/api/queues/q/lease", "{}").await;
     let nack = json!({"receipts": [v["events"][0]["receipt"]], "error": "boom"});
     api.post("/api/queues/q/nack", &nack.to_string()).await;
     let (_, v) = api.get("/api/queues/q/dlq").await;
     assert_eq!(v["events"][0]["priority"], 7, "{v}");
     api.post("/api/queues/q/dlq/redrive", "{}").await;
-    enqueue(&api, json!({"payload": "later"})).await;
+    api.enqueue_q(json!({"payload": "later"})).await;
     let (_, v) = api.get("/api/queues/q/events/0").await;
     assert_eq!(v["priority"], 7, "{v}");
     let (_, v) = api.post("/api/queues/q/lease", "{}").await;
@@ -81,18 +70,16 @@ async fn a_priority_is_kept_through_a_retry_and_shown_in_the_dlq_and_browsing() 
 #[tokio::test]
 async fn an_enqueue_with_a_ttl_answers_its_expiry_and_others_answer_as_before() {
     let api = api();
-    let v = enqueue(&api, json!({"payload": 1, "ttl_ms": 60_000})).await;
+    let v = api.enqueue_q(json!({"payload": 1, "ttl_ms": 60_000})).await;
     let at = timestamp(common::broker::START_MS + 60_000);
     assert_eq!(v, json!({"id": 0, "duplicate": false, "expires_at": at}));
-    let v = enqueue(&api, json!({"payload": 2})).await;
+    let v = api.enqueue_q(json!({"payload": 2})).await;
     assert_eq!(v, json!({"id": 1, "duplicate": false}));
-    let v = enqueue(
-        &api,
-        json!([{"payload": 3}, {"payload": 4, "ttl_ms": 60_000}]),
-    )
-    .await;
+    let v = api
+        .enqueue_q(json!([{"payload": 3}, {"payload": 4, "ttl_ms": 60_000}]))
+        .await;
     assert_eq!(v, json!({"ids": [2, 3], "expires_at": [null, at]}));
-    let v = enqueue(&api, json!([{"payload": 5}])).await;
+    let v = api.enqueue_q(json!([{"payload": 5}])).await;
     assert_eq!(v, json!({"ids": [4]}));
     let (_, v) = api.get("/api/queues/q/events/3").await;
     assert_eq!(v["expires_at"], at);
@@ -103,7 +90,7 @@ async fn an_enqueue_with_a_ttl_answers_its_expiry_and_others_answer_as_before() 
 #[tokio::test]
 async fn an_expired_event_is_never_leased_and_the_reaper_drops_it() {
     let api = api();
-    enqueue(&api, json!([{"payload": 1, "ttl_ms": 1_000}, {"payload": 2, "ttl_ms": 1_000, "delay_ms": 500}, {"payload": 3}])).await;
+    api.enqueue_q(json!([{"payload": 1, "ttl_ms": 1_000}, {"payload": 2, "ttl_ms": 1_000, "delay_ms": 500}, {"payload": 3}])).await;
     api.clock.advance(Duration::from_millis(1_000));
     // Before the reaper came: passed over all the same.
     let (_, v) = api.post("/api/queues/q/lease", r#"{"max": 10}"#).await;
@@ -132,11 +119,9 @@ async fn the_queue_ttl_applies_to_events_without_their_own_and_can_dead_letter_t
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let v = enqueue(
-        &api,
-        json!([{"payload": 1}, {"payload": 2, "ttl_ms": 10_000}]),
-    )
-    .await;
+    let v = api
+        .enqueue_q(json!([{"payload": 1}, {"payload": 2, "ttl_ms": 10_000}]))
+        .await;
     let start = common::broker::START_MS;
     assert_eq!(
         v["expires_at"],
@@ -161,11 +146,8 @@ async fn the_queue_ttl_applies_to_events_without_their_own_and_can_dead_letter_t
 #[tokio::test]
 async fn a_lease_may_outlive_its_event_but_a_retry_may_not() {
     let api = api();
-    enqueue(
-        &api,
-        json!([{"payload": 1, "ttl_ms": 1_000}, {"payload": 2, "ttl_ms": 1_000}]),
-    )
-    .await;
+    api.enqueue_q(json!([{"payload": 1, "ttl_ms": 1_000}, {"payload": 2, "ttl_ms": 1_000}]))
+        .await;
     let (_, v) = api.post("/api/queues/q/lease", r#"{"max": 2}"#).await;
     let (first, second) = (&v["events"][0]["receipt"], &v["events"][1]["receipt"]);
     api.clock.advance(Duration::from_millis(5_000));

@@ -122,6 +122,13 @@ impl Api {
         (s, v)
     }
 
+    /// Enqueues `body` (an event or a batch) on queue `q`, which must be stored.
+    pub async fn enqueue_q(&self, body: Value) -> Value {
+        let (s, v) = self.post("/api/queues/q/events", &body.to_string()).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
     /// The metrics page's text.
     pub async fn metrics(&self) -> String {
         let req = Request::get("/api/metrics").body(Body::empty()).unwrap();
@@ -155,4 +162,10 @@ pub fn assert_error(
         message.contains(mentions),
         "message {message:?} does not mention {mentions:?}"
     );
+}
+
+/// The ids of the events of a lease answer or a page, in order.
+pub fn ids(page: &Value) -> Vec<u64> {
+    let events = page["events"].as_array().expect("events");
+    events.iter().map(|e| e["id"].as_u64().unwrap()).collect()
 }
