@@ -57,7 +57,9 @@ pub(crate) struct Group {
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
     by_name: BTreeMap<Arc<str>, u32>,
-    slots: Vec<Option<Group>>,
+    /// Boxed, so that growing the vector copies a pointer a group, not
+    /// the group, with the state locked.
+    slots: Vec<Option<Box<Group>>>,
     free: Vec<u32>,
     /// Groups that may have an event to give, by turn; checked lazily.
     pub candidates: Order<Turn>,
@@ -71,11 +73,11 @@ impl Groups {
     }
 
     pub fn get(&self, g: u32) -> Option<&Group> {
-        self.slots.get(g as usize)?.as_ref()
+        self.slots.get(g as usize)?.as_deref()
     }
 
     pub fn get_mut(&mut self, g: u32) -> Option<&mut Group> {
-        self.slots.get_mut(g as usize)?.as_mut()
+        self.slots.get_mut(g as usize)?.as_deref_mut()
     }
 
     /// The group named `name`, made if it has no live event yet, with one
@@ -86,7 +88,7 @@ impl Groups {
             return g;
         }
         let name: Arc<str> = Arc::from(name);
-        let group = Group {
+        let group = Box::new(Group {
             name: name.clone(),
             refs: 1,
             waiting: BTreeSet::new(),
@@ -94,7 +96,7 @@ impl Groups {
             in_flight: 0,
             last_served: 0,
             offered: None,
-        };
+        });
         let g = match self.free.pop() {
             Some(g) => {
                 self.slots[g as usize] = Some(group);
@@ -128,7 +130,7 @@ impl Groups {
 
     /// Groups, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Group> {
-        self.slots.iter().flatten()
+        self.slots.iter().flatten().map(|g| &**g)
     }
 }
 
