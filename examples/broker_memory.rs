@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release --example broker_memory -- [events] [data dir]`
 //! Defaults: 1000000 events, in batches of 1000, `WAL_FSYNC=never`, in a
-//! temporary directory. Linux only: RSS is read from `/proc/self/status`.
+//! temporary directory. `EVENT_GROUPS=n` spreads the events over n ordering
+//! groups, in turn. Linux only: RSS is read from `/proc/self/status`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,9 +133,13 @@ fn main() {
     );
     print_rss("baseline (after open):", baseline);
 
+    let groups: Option<u64> = std::env::var("EVENT_GROUPS")
+        .ok()
+        .map(|n| n.parse().expect("EVENT_GROUPS: a whole number"));
     let batch: Vec<NewEvent> = (0..PER_CALL)
         .map(|i| NewEvent {
             payload: common::json_string(i, PAYLOAD),
+            group: groups.map(|n| format!("tenant-{}", i % n)),
             ..NewEvent::default()
         })
         .collect();
