@@ -62,7 +62,62 @@ pub(crate) struct Groups {
     slots: Vec<Option<Box<Group>>>,
     free: Vec<u32>,
     /// Groups that may have an event to give, by turn; checked lazily.
-    pub candidates: Order<Turn>,
+    pub candidates: Candidates,
+}
+
+/// Turns in two orders: of groups not served since the broker opened
+/// (serial 0) and of the others. Each order's keys come nearly in order,
+/// new groups' by their first event and served ones' by their newest
+/// serial, so each stays a run; in one order every new group would go to
+/// its out-of-order heap, which copies itself whole as it grows.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    fresh: Order<Turn>,
+    served: Order<Turn>,
+}
+
+impl Candidates {
+    pub fn push(&mut self, turn: Reverse<Turn>) {
+        match turn.0 .1 {
+            0 => self.fresh.push(turn),
+            _ => self.served.push(turn),
+        }
+    }
+
+    /// Whether the first turn is a fresh group's (else a served one's).
+    fn first_is_fresh(&self) -> Option<bool> {
+        match (self.fresh.peek(), self.served.peek()) {
+            (Some(a), Some(b)) => Some(a.0 <= b.0),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        }
+    }
+
+    pub fn peek(&self) -> Option<&Reverse<Turn>> {
+        match self.first_is_fresh()? {
+            true => self.fresh.peek(),
+            false => self.served.peek(),
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<Reverse<Turn>> {
+        match self.first_is_fresh()? {
+            true => self.fresh.pop(),
+            false => self.served.pop(),
+        }
+    }
+
+    pub fn shrink(&mut self, above: usize) {
+        self.fresh.shrink(above);
+        self.served.shrink(above);
+    }
+
+    /// Room held in the out-of-order heaps.
+    #[cfg(test)]
+    fn heap_capacity(&self) -> usize {
+        self.fresh.heap_capacity() + self.served.heap_capacity()
+    }
 }
 
 impl Groups {
@@ -287,6 +342,24 @@ mod tests {
         assert!(groups.get(a).is_none());
         assert_eq!(groups.ids(), vec![b]);
         assert_eq!(groups.join("c"), a, "the freed slot");
+    }
+
+    #[test]
+    fn new_groups_among_served_ones_keep_to_the_runs() {
+        let mut candidates = Candidates::default();
+        let turn = |served: u64, id: u64| Reverse((Reverse(0), served, id, id, id as u32));
+        // Served groups come back with rising serials while new groups,
+        // never served, arrive by rising ids: each order stays a run.
+        for i in 1..=10_000u64 {
+            candidates.push(turn(100 + i, i));
+            candidates.push(turn(0, 50_000 + i));
+        }
+        assert_eq!(candidates.heap_capacity(), 0);
+        assert_eq!(candidates.pop(), Some(turn(0, 50_001)), "new groups first");
+        for _ in 1..10_000 {
+            candidates.pop();
+        }
+        assert_eq!(candidates.peek(), Some(&turn(101, 1)));
     }
 
     #[test]
