@@ -195,7 +195,7 @@ pub struct Flow {
     pub max_in_flight: Option<u32>,
     /// Deliveries per second.
     pub rate_limit_per_s: Option<u32>,
-    /// Deliveries at once after a pause; the rate when `None`.
+    /// Deliveries at once after a quiet spell; the rate when `None`.
     pub rate_limit_burst: Option<u32>,
     /// Deliveries per second of each group.
     pub group_rate_limit_per_s: Option<u32>,

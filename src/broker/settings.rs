@@ -61,7 +61,7 @@ pub struct QueueSettings {
     pub max_in_flight: Option<u32>,
     /// Deliveries per second; `None`: no limit.
     pub rate_limit_per_s: Option<u32>,
-    /// Deliveries at once after a pause: the queue's own, else its rate.
+    /// Deliveries at once after a quiet spell: the queue's own, else its rate.
     pub rate_limit_burst: Option<u32>,
     /// Deliveries per second of each group; `None`: no limit.
     pub group_rate_limit_per_s: Option<u32>,
@@ -157,7 +157,7 @@ pub struct SettingsChange {
     pub max_in_flight: Option<Option<u64>>,
     /// Deliveries per second; `Some(None)` names none.
     pub rate_limit_per_s: Option<Option<u64>>,
-    /// Deliveries at once after a pause; `Some(None)`: the rate.
+    /// Deliveries at once after a quiet spell; `Some(None)`: the rate.
     pub rate_limit_burst: Option<Option<u64>>,
     /// Deliveries per second of each group; `Some(None)` names none.
     pub group_rate_limit_per_s: Option<Option<u64>>,
