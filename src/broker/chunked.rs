@@ -38,6 +38,14 @@ impl<T> ChunkedDeque<T> {
         self.chunks.back()?.back()
     }
 
+    pub fn front_mut(&mut self) -> Option<&mut T> {
+        self.chunks.front_mut()?.front_mut()
+    }
+
+    pub fn back_mut(&mut self) -> Option<&mut T> {
+        self.chunks.back_mut()?.back_mut()
+    }
+
     pub fn push_back(&mut self, value: T) {
         self.len += 1;
         match self.chunks.back_mut() {

@@ -62,6 +62,7 @@ pub mod record;
 mod replay;
 pub mod rules;
 mod settings;
+mod spans;
 mod state;
 mod subscription;
 mod watch;

@@ -11,31 +11,96 @@
 //! milliseconds. The few keys that arrive out of order (a retry, an
 //! extended lease, a clock set back) go to a small heap beside it, and a pop
 //! takes the smaller of the two fronts.
+//!
+//! Keys of (time, id) keep their run as [`Spans`]: one entry for each run
+//! of consecutive ids at one time, such as a batch.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::Instant;
 
 use super::chunked::ChunkedDeque;
+use super::group::Turn;
+use super::spans::Spans;
+
+/// Keys in order, oldest first: what an [`Order`] keeps its run in.
+pub(crate) trait Run<K>: Default {
+    fn len(&self) -> usize;
+    fn front(&self) -> Option<&Reverse<K>>;
+    fn back(&self) -> Option<K>;
+    /// Adds a key no smaller than [`Run::back`].
+    fn push_back(&mut self, key: K);
+    fn pop_front(&mut self) -> Option<Reverse<K>>;
+    fn retain(&mut self, keep: &mut dyn FnMut(&Reverse<K>) -> bool);
+    fn shrink(&mut self, above: usize);
+}
+
+impl<K: Copy> Run<K> for ChunkedDeque<Reverse<K>> {
+    fn len(&self) -> usize {
+        ChunkedDeque::len(self)
+    }
+
+    fn front(&self) -> Option<&Reverse<K>> {
+        ChunkedDeque::front(self)
+    }
+
+    fn back(&self) -> Option<K> {
+        ChunkedDeque::back(self).map(|key| key.0)
+    }
+
+    fn push_back(&mut self, key: K) {
+        ChunkedDeque::push_back(self, Reverse(key));
+    }
+
+    fn pop_front(&mut self) -> Option<Reverse<K>> {
+        ChunkedDeque::pop_front(self)
+    }
+
+    fn retain(&mut self, keep: &mut dyn FnMut(&Reverse<K>) -> bool) {
+        ChunkedDeque::retain(self, keep);
+    }
+
+    fn shrink(&mut self, above: usize) {
+        ChunkedDeque::shrink(self, above);
+    }
+}
+
+/// A key an [`Order`] can hold, and the run it keeps such keys in.
+pub(crate) trait Key: Ord + Copy {
+    type Run: Run<Self>;
+}
+
+impl Key for (u64, u64) {
+    type Run = Spans;
+}
+
+impl Key for (Instant, u64, u64) {
+    type Run = ChunkedDeque<Reverse<Self>>;
+}
+
+impl Key for Turn {
+    type Run = ChunkedDeque<Reverse<Self>>;
+}
 
 /// Keys smallest first.
 #[derive(Debug)]
-pub(crate) struct Order<K: Ord + Copy> {
+pub(crate) struct Order<K: Key> {
     /// Keys in order.
-    run: ChunkedDeque<Reverse<K>>,
+    run: K::Run,
     /// Keys that came out of order.
     out_of_order: BinaryHeap<Reverse<K>>,
 }
 
-impl<K: Ord + Copy> Default for Order<K> {
+impl<K: Key> Default for Order<K> {
     fn default() -> Self {
         Order {
-            run: ChunkedDeque::default(),
+            run: K::Run::default(),
             out_of_order: BinaryHeap::new(),
         }
     }
 }
 
-impl<K: Ord + Copy> Order<K> {
+impl<K: Key> Order<K> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -45,10 +110,10 @@ impl<K: Ord + Copy> Order<K> {
     }
 
     pub fn push(&mut self, key: Reverse<K>) {
-        if self.run.back().is_some_and(|back| back.0 > key.0) {
+        if self.run.back().is_some_and(|back| back > key.0) {
             self.out_of_order.push(key);
         } else {
-            self.run.push_back(key);
+            self.run.push_back(key.0);
         }
     }
 
@@ -81,7 +146,7 @@ impl<K: Ord + Copy> Order<K> {
     /// Keeps only the keys `keep` accepts; their order stays.
     pub fn retain(&mut self, mut keep: impl FnMut(&Reverse<K>) -> bool) {
         self.run.retain(&mut keep);
-        self.out_of_order.retain(&mut keep);
+        self.out_of_order.retain(keep);
     }
 
     /// Gives back the room of an out-of-order heap that shrank to under a
@@ -108,16 +173,16 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Push(u32),
+        Push(u64),
         Pop,
-        Retain(u32),
+        Retain(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            6 => (0u32..1_000).prop_map(Op::Push),
+            6 => (0u64..1_000).prop_map(Op::Push),
             3 => Just(Op::Pop),
-            1 => (2u32..5).prop_map(Op::Retain),
+            1 => (2u64..5).prop_map(Op::Retain),
         ]
     }
 
@@ -126,12 +191,13 @@ mod tests {
         fn pops_what_a_binary_heap_pops(ops in proptest::collection::vec(op(), 1..3_000), rising in any::<bool>()) {
             let mut order = Order::new();
             let mut heap = BinaryHeap::new();
-            let mut n = 0u32;
+            let mut n = 0u64;
             for op in ops {
                 match op {
                     Op::Push(k) => {
-                        // Mostly rising keys, as the broker pushes them.
-                        let k = if rising { n += 1; n * 2 + k % 3 } else { k };
+                        // Mostly rising keys, as the broker pushes them, at
+                        // times shared by several in a row.
+                        let k = if rising { n += 1; n / 4 + k % 2 } else { k };
                         order.push(Reverse((k, n)));
                         heap.push(Reverse((k, n)));
                     }
@@ -155,11 +221,11 @@ mod tests {
     fn keys_in_order_never_touch_the_heap() {
         let mut order = Order::new();
         for k in 0..20_000u64 {
-            order.push(Reverse(k));
+            order.push(Reverse((k / 3, k)));
         }
         assert_eq!(order.heap_capacity(), 0);
         for k in 0..20_000u64 {
-            assert_eq!(order.pop(), Some(Reverse(k)));
+            assert_eq!(order.pop(), Some(Reverse((k / 3, k))));
         }
     }
 }
