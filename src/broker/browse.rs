@@ -223,7 +223,7 @@ impl Broker {
         Ok(BrowsedEvent {
             id,
             state,
-            attempt: event.failures + u32::from(in_flight),
+            attempt: event.failures() + u32::from(in_flight),
             priority: event.priority,
             expires_at: core.state.expires.get(&id).copied(),
             visible_at,

@@ -122,7 +122,7 @@ impl Broker {
         let event = core.state.events[&id];
         let dead = matches!(event.status, Status::Dead | Status::DeadSettling);
         let current = Current {
-            failures: event.failures,
+            failures: event.failures(),
             dead_at: dead.then_some(event.time),
             visible_at: (!dead).then_some(event.time),
             last_error: core.state.errors.get(&id).map(|e| e.to_string()),

@@ -73,7 +73,7 @@ impl Broker {
             .map(|(l, stored)| Delivery {
                 id: l.id,
                 queue: name.clone(),
-                attempt: l.event.failures + 1,
+                attempt: l.event.failures() + 1,
                 priority: l.event.priority,
                 enqueued_at: stored.enqueued_at,
                 expires_at: l.expires_at,
@@ -183,7 +183,7 @@ impl Broker {
                 .map(|&id| {
                     let failure = Failure {
                         id,
-                        failures_before: core.state.events[&id].failures,
+                        failures_before: core.state.events[&id].failures(),
                         delay_ms,
                         error,
                     };

@@ -53,7 +53,7 @@ impl DeadLog {
                     lines.push(DeadLine {
                         queue: state.queues[event.queue as usize].name.clone(),
                         id,
-                        failures: event.failures,
+                        failures: event.failures(),
                         error: error.map(str::to_string),
                         suppressed,
                     });
@@ -86,6 +86,7 @@ mod tests {
     use super::*;
     use crate::broker::queue::Status;
     use crate::broker::state::Event;
+    use crate::wal::Position;
 
     fn state_with_dead(queues: &[&str], events: &[(u64, usize)]) -> State {
         let mut state = State::new(0, 0);
@@ -93,16 +94,14 @@ mod tests {
             state.intern(name);
         }
         for &(id, q) in events {
-            let event = Event {
+            let at = Position {
+                seq: 0,
                 segment: 0,
                 offset: 0,
-                time: 0,
                 len: 0,
-                failures: 3,
-                queue: q as u32,
-                priority: 0,
-                status: Status::Dead,
             };
+            let mut event = Event::new(&at, 0, q as u32, Status::Dead, 0);
+            event.set_failures(3);
             state.events.insert(id, event);
         }
         state

@@ -35,7 +35,7 @@ impl Broker {
                 let stored = StoredBytes::read(&self.wal, &event)?;
                 Ok(DeadEvent {
                     id,
-                    attempts: event.failures,
+                    attempts: event.failures(),
                     last_error: core.state.errors.get(&id).map(|e| e.to_string()),
                     dead_at: event.time,
                     priority: event.priority,

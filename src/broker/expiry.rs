@@ -124,7 +124,7 @@ impl State {
                     self.remove(id);
                 }
                 Some(at) => {
-                    self.kill(id, event.failures, at);
+                    self.kill(id, event.failures(), at);
                     self.set_error(id, Some(TTL_EXPIRED));
                 }
             }

@@ -255,20 +255,18 @@ impl Index<&u64> for EventIndex {
 mod tests {
     use super::*;
     use crate::broker::queue::Status;
+    use crate::wal::Position;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
     fn event(n: u64) -> Event {
-        Event {
+        let at = Position {
+            seq: n,
             segment: n,
             offset: n,
-            time: n,
             len: 1,
-            failures: 0,
-            queue: 0,
-            priority: 0,
-            status: Status::Ready,
-        }
+        };
+        Event::new(&at, n, 0, Status::Ready, 0)
     }
 
     #[test]
@@ -322,10 +320,10 @@ mod tests {
                     Op::Remove(id) => prop_assert_eq!(index.remove(&id), model.remove(&id)),
                     Op::Touch(id) => {
                         if let Some(e) = index.get_mut(&id) {
-                            e.failures += 1;
+                            e.set_failures(e.failures() + 1);
                         }
                         if let Some(e) = model.get_mut(&id) {
-                            e.failures += 1;
+                            e.set_failures(e.failures() + 1);
                         }
                     }
                 }

@@ -456,7 +456,7 @@ impl State {
                 queue.deadlines.pop();
                 if self.is_current_lease(id, serial, deadline) {
                     self.set_status(id, Status::Settling);
-                    out.push((id, self.events[&id].failures));
+                    out.push((id, self.events[&id].failures()));
                 }
             }
             let (leases, events) = (&self.leases, &self.events);

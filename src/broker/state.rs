@@ -18,6 +18,7 @@ use super::index::EventIndex;
 use super::lease::Lease;
 use super::queue::{Queue, QueueStats, Status};
 use super::record::{Extra, Flow, OwnSettings, Record, Stored, Subscribed};
+use crate::wal::format::MAX_BODY_LEN;
 use crate::wal::Position;
 
 /// Cancelled ids remembered for their receipts' answers; the lowest are
@@ -37,29 +38,88 @@ pub struct Now {
     pub wall: u64,
 }
 
-/// One event in the index. Fields are flat so the struct stays at 40
-/// bytes; the few events with an expiry keep it beside the index
-/// ([`State::expires`]), so that the others do not pay for it.
+/// One event in the index, in 32 bytes: every pending event has one, and
+/// a restart has to be given and fill that memory for each. The few events
+/// with an expiry or a group keep it beside the index ([`State::expires`],
+/// [`State::event_groups`]), so that the others do not pay for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Event {
-    /// Segment and offset of the event's newest full record (enqueue or relocation).
+    /// Segment of the event's newest full record (enqueue or relocation).
     pub segment: u64,
-    pub offset: u64,
+    /// That record's offset in the segment and its length.
+    place: Place,
     /// Visible time while waiting, death time when dead (Unix ms).
     pub time: u64,
-    pub len: u32,
-    pub failures: u32,
     pub queue: u32,
+    /// Failures so far; at most `MAX_RETRIES` + 1, which is at most 1,001.
+    failures: u16,
     pub status: Status,
     /// Higher is delivered first.
     pub priority: u8,
 }
 
-impl Event {
-    pub fn position(&self) -> (u64, u64, u32) {
-        (self.segment, self.offset, self.len)
+/// A record's offset in its segment and its body's length, in one word.
+/// A body is at most [`MAX_BODY_LEN`] bytes, and a segment holds at most
+/// one batch past its size; a batch lives in memory whole, so no offset
+/// comes near the 128 GiB that the bits left give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place(u64);
+
+const LEN_BITS: u32 = MAX_BODY_LEN.ilog2() + 1;
+
+impl Place {
+    fn new(offset: u64, len: u32) -> Place {
+        debug_assert!(offset < 1 << (64 - LEN_BITS) && u64::from(len) < 1 << LEN_BITS);
+        Place(offset << LEN_BITS | u64::from(len))
+    }
+
+    fn offset(self) -> u64 {
+        self.0 >> LEN_BITS
+    }
+
+    fn len(self) -> u32 {
+        (self.0 & ((1 << LEN_BITS) - 1)) as u32
     }
 }
+
+impl Event {
+    pub fn new(pos: &Position, time: u64, queue: u32, status: Status, priority: u8) -> Event {
+        Event {
+            segment: pos.segment,
+            place: Place::new(pos.offset, pos.len),
+            time,
+            queue,
+            failures: 0,
+            status,
+            priority,
+        }
+    }
+
+    /// Segment, offset and body length of the event's newest full record.
+    pub fn position(&self) -> (u64, u64, u32) {
+        (self.segment, self.place.offset(), self.place.len())
+    }
+
+    /// Moves the event to the record at `pos`.
+    pub fn set_position(&mut self, pos: &Position) {
+        self.segment = pos.segment;
+        self.place = Place::new(pos.offset, pos.len);
+    }
+
+    pub fn len(&self) -> u32 {
+        self.place.len()
+    }
+
+    pub fn failures(&self) -> u32 {
+        u32::from(self.failures)
+    }
+
+    pub fn set_failures(&mut self, failures: u32) {
+        self.failures = u16::try_from(failures).unwrap_or(u16::MAX);
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Option<Event>>() == 32);
 
 /// Live full records in one segment: what cleanup has to relocate to delete it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -378,10 +438,8 @@ impl State {
         }
         if let Some(event) = self.events.get_mut(&stored.id) {
             // A relocation of a live event: only where its record is changes.
-            let old = (event.segment, event.len);
-            event.segment = pos.segment;
-            event.offset = pos.offset;
-            event.len = pos.len;
+            let old = (event.segment, event.len());
+            event.set_position(pos);
             let q = event.queue;
             self.unlive(old.0, old.1);
             self.add_live(pos.segment, pos.len, stored.id);
@@ -397,16 +455,8 @@ impl State {
             Some(at) => (Status::Dead, at),
             None => (waiting_status(stored.visible_at, now), stored.visible_at),
         };
-        let event = Event {
-            segment: pos.segment,
-            offset: pos.offset,
-            time,
-            len: pos.len,
-            failures,
-            queue: q,
-            status,
-            priority: extra.priority,
-        };
+        let mut event = Event::new(pos, time, q, status, extra.priority);
+        event.set_failures(failures);
         self.events.insert(stored.id, event);
         if let Some(at) = extra.expires_at.filter(|_| status != Status::Dead) {
             self.set_expiry(stored.id, q, at);
@@ -461,7 +511,7 @@ impl State {
         let queue = &mut self.queues[event.queue as usize];
         queue.count(Some(event.status), None);
         queue.dead.remove(&id);
-        self.unlive(event.segment, event.len);
+        self.unlive(event.segment, event.len());
         self.errors.remove(&id);
         self.leases.remove(&id);
         self.clear_expiry(id, event.queue);
@@ -471,7 +521,7 @@ impl State {
     /// Makes an event wait for `visible_at` after `failures` failures.
     fn fail(&mut self, id: u64, failures: u32, visible_at: u64, now: u64) -> Option<u32> {
         let event = self.events.get_mut(&id)?;
-        event.failures = failures;
+        event.set_failures(failures);
         event.time = visible_at;
         let event = *event;
         self.leases.remove(&id);
@@ -481,7 +531,7 @@ impl State {
 
     pub(super) fn kill(&mut self, id: u64, failures: u32, dead_at: u64) -> Option<u32> {
         let event = self.events.get_mut(&id)?;
-        event.failures = failures;
+        event.set_failures(failures);
         event.time = dead_at;
         let q = event.queue;
         self.leases.remove(&id);
@@ -727,7 +777,7 @@ impl State {
                     Status::InFlight | Status::Settling => ViewStatus::InFlight,
                     Status::Dead | Status::DeadSettling => ViewStatus::Dead,
                 },
-                failures: e.failures,
+                failures: e.failures(),
                 time: match e.status {
                     Status::InFlight | Status::Settling => 0,
                     _ => e.time,

@@ -174,12 +174,17 @@ pub trait WalObserver: Send + Sync {
     fn synced(&self, took: Duration);
 }
 
+/// The largest `segment_bytes` honoured: the index keeps a record's offset
+/// in 37 bits, and a segment ends within one batch of this.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 34;
+
 /// How to open the log.
 #[derive(Clone)]
 pub struct WalOptions {
     /// The data directory; the log lives in its `wal/` folder.
     pub data_dir: PathBuf,
-    /// A new segment is started when a batch would take the active one past this size.
+    /// A new segment is started when a batch would take the active one past
+    /// this size; at most [`MAX_SEGMENT_BYTES`].
     pub segment_bytes: u64,
     /// When appends are made durable.
     pub fsync: FsyncPolicy,
@@ -545,7 +550,7 @@ impl Wal {
             durable: newest.len,
             next_seq: newest.first_seq + newest.records,
             policy: options.fsync,
-            segment_bytes: options.segment_bytes,
+            segment_bytes: options.segment_bytes.min(MAX_SEGMENT_BYTES),
             last_sync: crate::clock::monotonic_now(),
             completions,
             completions_queued,
