@@ -11,8 +11,15 @@
 //! state does not keep; other records cross as their bytes and are decoded
 //! again where they are applied. Without the threads, the opening thread
 //! opens the log and then replays it alone.
+//!
+//! Most of what an enqueue costs to apply is the first write to its index
+//! slot: fresh memory is slow to come by, most of all on a virtual machine.
+//! So whichever thread has time to spare makes the index pages: the
+//! decoding thread makes them while the applying one is behind, and leaves
+//! them to it otherwise.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::index::{page_of, Page};
@@ -43,8 +50,8 @@ enum Item {
     Other { pos: Position, body: Box<[u8]> },
 }
 
-/// Records to apply, and the index pages their enqueues will fill, made
-/// on the decoding thread (see [`add_spare`](super::index::EventIndex::add_spare)).
+/// Records to apply, and index pages made for their enqueues on the
+/// decoding thread (see [`add_spare`](super::index::EventIndex::add_spare)).
 #[derive(Default)]
 struct Chunk {
     items: Vec<Item>,
@@ -61,11 +68,19 @@ pub(super) fn open(
     let threaded = std::thread::scope(|scope| {
         let (segments_tx, segments_rx) = mpsc::channel::<Result<ReplaySegment, WalError>>();
         let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Result<Chunk, BrokerError>>(AHEAD);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sent = queued.clone();
         std::thread::Builder::new()
             .name("replay-decode".into())
             .spawn_scoped(scope, move || {
-                let mut decoder = Decoder::default();
-                let mut send = |chunk| chunks_tx.send(chunk).is_ok();
+                let mut decoder = Decoder {
+                    queued: Some(sent.clone()),
+                    ..Decoder::default()
+                };
+                let mut send = |chunk| {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    chunks_tx.send(chunk).is_ok()
+                };
                 for segment in segments_rx {
                     let going = match segment {
                         Ok(segment) => decoder.segment(&segment, &mut send),
@@ -94,6 +109,7 @@ pub(super) fn open(
         let mut records = 0u64;
         let mut applied = Ok(());
         for chunk in chunks_rx {
+            queued.fetch_sub(1, Ordering::Relaxed);
             match chunk.and_then(|chunk| apply(state, chunk, now)) {
                 Ok(n) => records += n,
                 Err(e) => {
@@ -187,8 +203,11 @@ struct Decoder {
     chunk: Chunk,
     /// The queue of the enqueue decoded last: one allocation a run of them.
     queue: Option<Arc<str>>,
-    /// The newest index page made for the chunks.
+    /// The newest index page an enqueue was decoded for.
     page: Option<u64>,
+    /// Chunks handed over and not yet taken, when another thread applies
+    /// them: while it is behind, this one makes the index pages.
+    queued: Option<Arc<AtomicUsize>>,
 }
 
 impl Decoder {
@@ -250,9 +269,15 @@ impl Decoder {
             }
         };
         let page = page_of(stored.id);
-        if self.page.is_none_or(|made| page > made) {
-            self.chunk.pages.push(Page::new());
+        if self.page.is_none_or(|newest| page > newest) {
             self.page = Some(page);
+            if self
+                .queued
+                .as_ref()
+                .is_some_and(|q| q.load(Ordering::Relaxed) >= AHEAD / 4)
+            {
+                self.chunk.pages.push(Page::new());
+            }
         }
         let queue = match &self.queue {
             Some(q) if **q == *stored.queue => q.clone(),
