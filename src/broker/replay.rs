@@ -40,7 +40,8 @@ enum Item {
     Enqueue {
         pos: Position,
         id: u64,
-        queue: Arc<str>,
+        /// The queue's name, in [`Chunk::queues`].
+        queue: u32,
         enqueued_at: u64,
         visible_at: u64,
         key: Option<Box<str>>,
@@ -52,10 +53,16 @@ enum Item {
 
 /// Records to apply, and index pages made for their enqueues on the
 /// decoding thread (see [`add_spare`](super::index::EventIndex::add_spare)).
+///
+/// Names of queues are copied into the chunk, once each, rather than
+/// shared with the decoding thread, such as by an `Arc`: a count that both
+/// threads write on every record moves its cache line between the cores
+/// each time, which cost more than all the rest of applying an enqueue.
 #[derive(Default)]
 struct Chunk {
     items: Vec<Item>,
     pages: Vec<Page>,
+    queues: Vec<Box<str>>,
 }
 
 /// Opens the log and applies every record of it to `state`: the log, what
@@ -68,6 +75,8 @@ pub(super) fn open(
     let threaded = std::thread::scope(|scope| {
         let (segments_tx, segments_rx) = mpsc::channel::<Result<ReplaySegment, WalError>>();
         let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Result<Chunk, BrokerError>>(AHEAD);
+        // Emptied chunks go back to be filled again rather than freed.
+        let (empties_tx, empties_rx) = mpsc::channel::<Vec<Item>>();
         let queued = Arc::new(AtomicUsize::new(0));
         let sent = queued.clone();
         std::thread::Builder::new()
@@ -75,6 +84,7 @@ pub(super) fn open(
             .spawn_scoped(scope, move || {
                 let mut decoder = Decoder {
                     queued: Some(sent.clone()),
+                    empties: Some(empties_rx),
                     ..Decoder::default()
                 };
                 let mut send = |chunk| {
@@ -110,7 +120,12 @@ pub(super) fn open(
         let mut applied = Ok(());
         for chunk in chunks_rx {
             queued.fetch_sub(1, Ordering::Relaxed);
-            match chunk.and_then(|chunk| apply(state, chunk, now)) {
+            match chunk.and_then(|mut chunk| {
+                let n = apply(state, &mut chunk, now)?;
+                // Gone only once the decoding thread stopped.
+                let _ = empties_tx.send(chunk.items);
+                Ok(n)
+            }) {
                 Ok(n) => records += n,
                 Err(e) => {
                     applied = Err(e);
@@ -151,17 +166,18 @@ fn alone(
             true
         });
         for chunk in chunks.drain(..) {
-            records += apply(state, chunk?, now)?;
+            records += apply(state, &mut chunk?, now)?;
         }
     }
     Ok((wal, report, records))
 }
 
-/// Applies a chunk; how many records it held.
-fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> {
+/// Applies a chunk, leaving it empty; how many records it held.
+fn apply(state: &mut State, chunk: &mut Chunk, now: u64) -> Result<u64, BrokerError> {
     let records = chunk.items.len() as u64;
-    state.events.add_spare(chunk.pages);
-    for item in chunk.items {
+    state.events.add_spare(std::mem::take(&mut chunk.pages));
+    let queues = std::mem::take(&mut chunk.queues);
+    for item in chunk.items.drain(..) {
         match item {
             Item::Enqueue {
                 pos,
@@ -174,7 +190,7 @@ fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> 
             } => {
                 let stored = Stored {
                     id,
-                    queue: Cow::Borrowed(&queue),
+                    queue: Cow::Borrowed(&queues[queue as usize]),
                     enqueued_at,
                     visible_at,
                     idempotency_key: key.as_deref().map(Cow::Borrowed),
@@ -201,13 +217,16 @@ fn apply(state: &mut State, chunk: Chunk, now: u64) -> Result<u64, BrokerError> 
 #[derive(Default)]
 struct Decoder {
     chunk: Chunk,
-    /// The queue of the enqueue decoded last: one allocation a run of them.
-    queue: Option<Arc<str>>,
+    /// The queue of the enqueue decoded last, and its place in the chunk's
+    /// names when the chunk has it.
+    queue: (String, Option<u32>),
     /// The newest index page an enqueue was decoded for.
     page: Option<u64>,
     /// Chunks handed over and not yet taken, when another thread applies
     /// them: while it is behind, this one makes the index pages.
     queued: Option<Arc<AtomicUsize>>,
+    /// Chunks given back once applied.
+    empties: Option<mpsc::Receiver<Vec<Item>>>,
 }
 
 impl Decoder {
@@ -245,10 +264,17 @@ impl Decoder {
     }
 
     fn take(&mut self) -> Chunk {
+        let items = self
+            .empties
+            .as_ref()
+            .and_then(|empties| empties.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
         let fresh = Chunk {
-            items: Vec::with_capacity(CHUNK),
+            items,
             pages: Vec::new(),
+            queues: Vec::new(),
         };
+        self.queue.1 = None;
         std::mem::replace(&mut self.chunk, fresh)
     }
 
@@ -279,10 +305,16 @@ impl Decoder {
                 self.chunk.pages.push(Page::new());
             }
         }
-        let queue = match &self.queue {
-            Some(q) if **q == *stored.queue => q.clone(),
-            _ => self.queue.insert(Arc::from(&*stored.queue)).clone(),
-        };
+        let (name, slot) = &mut self.queue;
+        if *name != *stored.queue {
+            name.clear();
+            name.push_str(&stored.queue);
+            *slot = None;
+        }
+        let queue = *slot.get_or_insert_with(|| {
+            self.chunk.queues.push(Box::from(name.as_str()));
+            (self.chunk.queues.len() - 1) as u32
+        });
         Ok(Item::Enqueue {
             pos,
             id: stored.id,
