@@ -656,6 +656,59 @@ fn ids_keep_increasing_after_restart_when_cleanup_dropped_every_acked_event() {
 }
 
 #[test]
+fn cleanup_copies_thousands_of_live_events_forward_in_slices_and_a_restart_keeps_them() {
+    let mut limits = limits();
+    limits.queue_max_size = 100_000;
+    let mut t = TestBroker::with(limits, 512 << 10, FsyncPolicy::Never);
+    let pad = "x".repeat(40);
+    let mut all = Vec::new();
+    for chunk in 0..20 {
+        let batch: Vec<NewEvent> = (0..1_000)
+            .map(|i| event(&format!(r#"["{pad}",{}]"#, chunk * 1_000 + i)))
+            .collect();
+        all.extend(enqueue_all(&t, Q, &batch).unwrap());
+    }
+    let oldest = t.broker.wal().segments()[0].first_seq;
+    assert!(t.broker.wal().segments().len() >= 3);
+    // Acks three of every four, so that a quarter stays live everywhere:
+    // the oldest segment's share is worth copying, in several slices.
+    let mut kept = std::collections::BTreeMap::new();
+    loop {
+        let leased = t.lease(Q, 1_000);
+        if leased.is_empty() {
+            break;
+        }
+        for d in leased {
+            if d.id % 4 == 0 {
+                kept.insert(d.id, d.payload().to_vec());
+            } else {
+                assert_eq!(t.ack(Q, &d), S::Ok);
+            }
+        }
+    }
+    let report = t.broker.cleanup().expect("cleanup");
+    assert!(report.relocated > 1_000, "{report:?}");
+    assert!(report.deleted > 0, "{report:?}");
+    assert!(t.broker.wal().segments()[0].first_seq > oldest);
+    t.restart();
+    let mut back = std::collections::BTreeMap::new();
+    loop {
+        let leased = t.lease(Q, 1_000);
+        if leased.is_empty() {
+            break;
+        }
+        for d in leased {
+            back.insert(d.id, d.payload().to_vec());
+        }
+    }
+    assert_eq!(back.len(), all.len() / 4);
+    assert_eq!(
+        back, kept,
+        "every live event, with its payload, and no other"
+    );
+}
+
+#[test]
 fn subscriptions_survive_restarts_and_cleanup() {
     let mut t = TestBroker::with(limits(), 4096, FsyncPolicy::Never);
     let request = SubscriptionRequest {
