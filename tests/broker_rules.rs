@@ -670,37 +670,33 @@ fn cleanup_copies_thousands_of_live_events_forward_in_slices_and_a_restart_keeps
     }
     let oldest = t.broker.wal().segments()[0].first_seq;
     assert!(t.broker.wal().segments().len() >= 3);
-    // Acks three of every four, so that a quarter stays live everywhere:
-    // the oldest segment's share is worth copying, in several slices.
-    let mut kept = std::collections::BTreeMap::new();
-    loop {
-        let leased = t.lease(Q, 1_000);
-        if leased.is_empty() {
-            break;
-        }
-        for d in leased {
-            if d.id % 4 == 0 {
-                kept.insert(d.id, d.payload().to_vec());
-            } else {
-                assert_eq!(t.ack(Q, &d), S::Ok);
+    // Leases every event, keeping the payloads of those `keep` picks and
+    // acking the others.
+    let drain = |t: &TestBroker, keep: fn(u64) -> bool| {
+        let mut kept = std::collections::BTreeMap::new();
+        loop {
+            let leased = t.lease(Q, 1_000);
+            if leased.is_empty() {
+                return kept;
+            }
+            for d in leased {
+                if keep(d.id) {
+                    kept.insert(d.id, d.payload().to_vec());
+                } else {
+                    assert_eq!(t.ack(Q, &d), S::Ok);
+                }
             }
         }
-    }
+    };
+    // Acks three of every four, so that a quarter stays live everywhere:
+    // the oldest segment's share is worth copying, in several slices.
+    let kept = drain(&t, |id| id % 4 == 0);
     let report = t.broker.cleanup().expect("cleanup");
     assert!(report.relocated > 1_000, "{report:?}");
     assert!(report.deleted > 0, "{report:?}");
     assert!(t.broker.wal().segments()[0].first_seq > oldest);
     t.restart();
-    let mut back = std::collections::BTreeMap::new();
-    loop {
-        let leased = t.lease(Q, 1_000);
-        if leased.is_empty() {
-            break;
-        }
-        for d in leased {
-            back.insert(d.id, d.payload().to_vec());
-        }
-    }
+    let back = drain(&t, |_| true);
     assert_eq!(back.len(), all.len() / 4);
     assert_eq!(
         back, kept,
