@@ -27,7 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::order::Order;
+use super::order::{first_is_left, Order};
 use super::queue::Status;
 use super::state::State;
 
@@ -86,12 +86,7 @@ impl Candidates {
 
     /// Whether the first turn is a fresh group's (else a served one's).
     fn first_is_fresh(&self) -> Option<bool> {
-        match (self.fresh.peek(), self.served.peek()) {
-            (Some(a), Some(b)) => Some(a.0 <= b.0),
-            (Some(_), None) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        }
+        first_is_left(self.fresh.peek(), self.served.peek())
     }
 
     pub fn peek(&self) -> Option<&Reverse<Turn>> {

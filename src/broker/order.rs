@@ -82,6 +82,20 @@ impl Key for Turn {
     type Run = ChunkedDeque<Reverse<Self>>;
 }
 
+/// Of two fronts of orders smallest first, whether the left one goes
+/// first (ties go left); `None` when both are empty.
+pub(crate) fn first_is_left<K: Ord>(
+    left: Option<&Reverse<K>>,
+    right: Option<&Reverse<K>>,
+) -> Option<bool> {
+    match (left, right) {
+        (Some(a), Some(b)) => Some(a.0 <= b.0),
+        (Some(_), None) => Some(true),
+        (None, Some(_)) => Some(false),
+        (None, None) => None,
+    }
+}
+
 /// Keys smallest first.
 #[derive(Debug)]
 pub(crate) struct Order<K: Key> {
@@ -119,12 +133,7 @@ impl<K: Key> Order<K> {
 
     /// Whether the smallest key is the run's (else the heap's).
     fn front_is_run(&self) -> Option<bool> {
-        match (self.run.front(), self.out_of_order.peek()) {
-            (Some(a), Some(b)) => Some(a.0 <= b.0),
-            (Some(_), None) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        }
+        first_is_left(self.run.front(), self.out_of_order.peek())
     }
 
     pub fn peek(&self) -> Option<&Reverse<K>> {
