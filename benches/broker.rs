@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent, ReceiptStatus};
-use event_broker::clock::SystemClock;
-use event_broker::wal::{FsyncPolicy, WalOptions};
+use event_broker_clock::SystemClock;
+use event_broker_core::{Broker, BrokerOptions, Limits, NewEvent, ReceiptStatus};
+use event_broker_wal::{FsyncPolicy, WalOptions};
 
 mod common;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use event_broker::wal::{Batch, FsyncPolicy, Wal, WalOptions};
+use event_broker_wal::{Batch, FsyncPolicy, Wal, WalOptions};
 
 mod common;
 

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use event_broker::wal::{Batch, FsyncPolicy, Wal, WalOptions};
+use event_broker_wal::{Batch, FsyncPolicy, Wal, WalOptions};
 
 #[path = "../benches/common/mod.rs"]
 mod common;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent, OpenReport};
-use event_broker::clock::SystemClock;
-use event_broker::wal::{FsyncPolicy, WalOptions};
+use event_broker_clock::SystemClock;
+use event_broker_core::{Broker, BrokerOptions, Limits, NewEvent, OpenReport};
+use event_broker_wal::{FsyncPolicy, WalOptions};
 
 #[path = "../benches/common/mod.rs"]
 mod common;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_broker::wal::{Batch, Wal, WalObserver, WalOptions};
+use event_broker_wal::{Batch, Wal, WalObserver, WalOptions};
 
 #[derive(Default)]
 struct Counts {

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use event_broker::broker::{Broker, BrokerOptions, Limits, NewEvent};
-use event_broker::clock::SystemClock;
-use event_broker::wal::{FsyncPolicy, WalOptions};
+use event_broker_clock::SystemClock;
+use event_broker_core::{Broker, BrokerOptions, Limits, NewEvent};
+use event_broker_wal::{FsyncPolicy, WalOptions};
 
 const ROUNDS: usize = 15;
 const PER_ROUND: usize = 20_000;

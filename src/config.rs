@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::broker::rules::{self, Whole};
-use crate::broker::{Backoff, Limits};
-use crate::wal::{FsyncPolicy, RecoveryMode};
+use event_broker_core::rules::{self, Whole};
+use event_broker_core::{Backoff, Limits};
+use event_broker_core::{FsyncPolicy, RecoveryMode};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

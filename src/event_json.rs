@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::broker::Delivery;
+use event_broker_core::Delivery;
 
 /// One delivered event.
 #[derive(Serialize)]

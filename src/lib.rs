@@ -1,30 +1,35 @@
-//! event-broker: named queues of events in a segmented write-ahead log on
-//! local disk, served over HTTP.
+//! event-broker's server: the HTTP API, the webhook workers, the
+//! configuration, the metrics and the process around them (logging,
+//! signals). It serves the broker of `event-broker-core` and reaches the
+//! log only through it.
 //!
-//! Layers, each a module; calls only go down:
+//! The workspace, each crate depending only on those below it:
 //!
 //! ```text
-//! main / cli      commands: serve (default), healthcheck, verify, bench
-//! bench           a load generator: a client of the HTTP API over a socket,
-//!                 like any other; it calls no layer below
-//! worker          webhook push delivery: tasks that lease, POST, ack or nack
-//! broker          queues, leases, retries, dead letters, idempotency, cleanup;
-//!                 a state machine applied from log records. Knows queues, not HTTP.
-//! wal             segmented log: framing, group commit, recovery, reads,
-//!                 deletion of old segments, checkpoints. Knows bytes, not queues.
-//! config, clock, metrics, shutdown, log_*   shared by the layers above
+//! event-broker (this crate)   the binary: serve, healthcheck, verify, and the
+//!                             client commands (produce, consume, queues, queue,
+//!                             dlq) and bench, which are clients of the API
+//!   ├── event-broker-bench    the load generator, over its own lean HTTP/1.1
+//!   │     └── event-broker-client
+//!   ├── event-broker-client   the API's client: typed calls, the Consumer loop,
+//!   │                         webhook verification. Knows the API, not the server.
+//!   └── event-broker-core     queues, leases, retries, dead letters, groups, flow
+//!         │                   control: a state machine applied from log records.
+//!         │                   Knows queues, not HTTP.
+//!         └── event-broker-wal  the segmented log: framing, group commit, recovery,
+//!                             checkpoints. Knows bytes, not queues.
+//! event-broker-clock          the one place time is read, used by all of them
 //! ```
+//!
+//! Within this crate: `api` (the routes and their layers) and `worker` (webhook
+//! delivery) call the broker; `config`, `metrics`, `shutdown`, `event_json`
+//! and `log_*` serve them.
 
 pub mod api;
-pub mod bench;
-pub mod broker;
-pub mod clock;
 pub mod config;
 pub mod event_json;
 pub mod log_format;
-pub mod log_throttle;
 pub mod log_writer;
 pub mod metrics;
 pub mod shutdown;
-pub mod wal;
 pub mod worker;

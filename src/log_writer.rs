@@ -390,7 +390,7 @@ mod tests {
         sink.wait_blocked();
         log(&make, "line 0001\n");
 
-        let started = crate::clock::monotonic_now();
+        let started = event_broker_clock::monotonic_now();
         assert!(!handle.flush_within(Duration::from_millis(100)));
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(100), "{took:?}");

@@ -11,18 +11,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use event_broker::api::{self, ratelimit, AppParts, AppState};
-use event_broker::bench::{self, BenchArgs};
-use event_broker::broker::{inspect, Broker, BrokerOptions};
-use event_broker::clock::{Clock, SystemClock};
 use event_broker::config::{Config, ConfigError, LogFormat, RawAddr, RawConfig};
 use event_broker::log_format::JsonLines;
 use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
-use event_broker::wal::WalOptions;
 use event_broker::worker::WorkerPool;
+use event_broker_bench::{self as bench, BenchArgs};
+use event_broker_clock::{Clock, SystemClock};
+use event_broker_core::WalOptions;
+use event_broker_core::{inspect, Broker, BrokerOptions};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+mod cli;
 
 // Many small allocations per request, across threads: mimalloc keeps them cheap.
 #[global_allocator]
@@ -63,6 +65,8 @@ enum Command {
     },
     /// Drive a running broker over HTTP with a workload and report throughput and latency.
     Bench(BenchArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 /// Exit code of a setting that is not allowed, as for a usage error.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Verify { dir }) => tool(verify(&dir)),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Client(command)) => cli::run(command),
     }
 }
 
@@ -205,7 +210,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
     recovered.cancel();
     runtime.block_on(early)??;
-    let status = broker.wal().status();
+    let status = broker.log_status();
     tracing::info!(
         data_dir = %config.data_dir.display(),
         segments = report.wal.segments,
@@ -222,7 +227,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     let state = AppState::from(AppParts {
         broker: broker.clone(),
         shutdown: CancellationToken::new(),
-        started: event_broker::clock::monotonic_now(),
+        started: event_broker_clock::monotonic_now(),
         settings: Arc::new(settings),
         token: config.broker_token.as_ref().map(|t| Arc::from(t.expose())),
         admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.expose())),

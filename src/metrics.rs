@@ -17,9 +17,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::broker::{Broker, QueueStats};
-use crate::wal::WalObserver;
 use crate::worker::{DeliveryObserver, Outcome};
+use event_broker_core::WalObserver;
+use event_broker_core::{Broker, QueueStats};
 
 /// Seconds at 1, 2.5 and 5 times each power of ten; each histogram of
 /// durations takes the stretch of it that fits what it measures.
@@ -283,12 +283,12 @@ impl Metrics {
     /// `ready` is what readiness would answer.
     pub fn render(&self, broker: &Broker, ready: bool) -> String {
         self.queues(&broker.queues());
-        let wal = broker.wal().status();
+        let wal = broker.log_status();
         self.wal_segments.set(wal.segments as i64);
         self.wal_bytes.set(wal.bytes as i64);
         self.wal_failed.set(i64::from(wal.failure.is_some()));
         self.ready.set(i64::from(ready));
-        match disk_space(broker.wal().data_dir()) {
+        match disk_space(broker.data_dir()) {
             Ok(disk) => {
                 self.disk_available.set(disk.available as i64);
                 self.disk_size.set(disk.size as i64);

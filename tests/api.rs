@@ -11,7 +11,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use common::api::{assert_error, Api};
 use common::broker::limits;
 use event_broker::api::router;
-use event_broker::wal::fs::FaultyFs;
+use event_broker_wal::fs::FaultyFs;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 

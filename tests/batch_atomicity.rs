@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use common::broker::{limits, TestBroker, START_MS};
 use common::{body, options, replay_all};
-use event_broker::broker::{self, Broker, BrokerOptions, NewEvent, ViewStatus};
-use event_broker::clock::ManualClock;
-use event_broker::wal::{Batch, FsyncPolicy, Position, Wal, WalOptions};
+use event_broker_clock::ManualClock;
+use event_broker_core::{self as broker, Broker, BrokerOptions, NewEvent, ViewStatus};
+use event_broker_wal::{Batch, FsyncPolicy, Position, Wal, WalOptions};
 
 const SEGMENT: u64 = 64 * 1024;
 

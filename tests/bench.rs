@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::server::Server;
-use event_broker::clock::monotonic_now;
+use event_broker_clock::monotonic_now;
 use serde_json::Value;
 
 fn run_bench(url: &str, args: &[&str]) -> Output {
@@ -272,9 +272,9 @@ fn a_bench_without_a_broker_fails_naming_the_address() {
 
 #[test]
 fn the_default_counts_fit_a_broker_with_the_default_queue_max_size() {
-    let max = event_broker::broker::Limits::default().queue_max_size;
-    assert!(event_broker::bench::produce::DEFAULT_COUNT <= max);
-    assert!(event_broker::bench::consume::DEFAULT_PREFILL <= max);
+    let max = event_broker_core::Limits::default().queue_max_size;
+    assert!(event_broker_bench::produce::DEFAULT_COUNT <= max);
+    assert!(event_broker_bench::consume::DEFAULT_PREFILL <= max);
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn consume_with_its_defaults_runs_against_a_broker_with_its_defaults() {
     let server = Server::start_with(dir.path(), &[("QUEUE_MAX_SIZE", "100000")]);
     let s = bench(&server, &["consume"]);
     check_common(&s, "consume");
-    let prefill = event_broker::bench::consume::DEFAULT_PREFILL;
+    let prefill = event_broker_bench::consume::DEFAULT_PREFILL;
     assert_eq!((u64_of(&s, "acked"), u64_of(&s, "missing")), (prefill, 0));
     no_leftovers(&server);
 }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::broker::{event, limits, TestBroker};
-use event_broker::broker::NewEvent;
-use event_broker::wal::FsyncPolicy;
+use event_broker_core::NewEvent;
+use event_broker_wal::FsyncPolicy;
 
 const EVENTS: u64 = 1_000_000;
 const BATCH: u64 = 1_000;

@@ -16,11 +16,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use common::broker::{block_on, limits, TestBroker, START_MS};
-use event_broker::broker::{
+use event_broker_core::{
     Backoff, BrokerError, EventView, Limits, NewEvent, QueueSettings, ReceiptStatus,
     SettingsChange, ViewStatus,
 };
-use event_broker::wal::FsyncPolicy;
+use event_broker_wal::FsyncPolicy;
 use proptest::prelude::*;
 
 const QUEUES: [&str; 2] = ["alpha", "beta"];

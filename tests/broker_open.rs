@@ -7,14 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::broker::{event, limits, TestBroker};
-use event_broker::broker::{Broker, BrokerError, BrokerOptions};
-use event_broker::clock::{Clock, ManualClock};
-use event_broker::wal::{Batch, FsyncPolicy, Position, Wal, WalError, WalOptions};
+use event_broker_clock::{Clock, ManualClock};
+use event_broker_core::{Broker, BrokerError, BrokerOptions};
+use event_broker_wal::{Batch, FsyncPolicy, Position, Wal, WalError, WalOptions};
 
 const SEGMENT: u64 = 64 * 1024;
 
 /// A broker on small segments with events in every state, closed.
-fn written() -> (TestBroker, Vec<event_broker::broker::EventView>) {
+fn written() -> (TestBroker, Vec<event_broker_core::EventView>) {
     let mut limits = limits();
     limits.max_retries = 1;
     let t = TestBroker::with(limits, SEGMENT, FsyncPolicy::Never);
@@ -72,12 +72,11 @@ fn a_reopened_broker_holds_what_it_held_in_every_state() {
         t.restart();
         // In flight before: waiting again after a restart.
         let now: Vec<_> = t.broker.contents("q");
-        let ids =
-            |v: &[event_broker::broker::EventView]| v.iter().map(|e| e.id).collect::<Vec<_>>();
+        let ids = |v: &[event_broker_core::EventView]| v.iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(ids(&now), ids(&before));
         for (was, is) in before.iter().zip(&now) {
             assert_eq!(was.failures, is.failures, "event {}", was.id);
-            if was.status != event_broker::broker::ViewStatus::InFlight {
+            if was.status != event_broker_core::ViewStatus::InFlight {
                 assert_eq!(
                     (was.status, was.time),
                     (is.status, is.time),

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::{block_on, event, limits, TestBroker};
-use event_broker::broker::{
+use event_broker_core::{
     Backoff, BrokerError, DeadEvent, Delivery, Enqueued, Limits, NewEvent, ReceiptStatus as S,
     SubscriptionRequest,
 };
-use event_broker::wal::FsyncPolicy;
+use event_broker_wal::FsyncPolicy;
 
 const Q: &str = "orders";
 
@@ -261,11 +261,11 @@ fn a_forged_receipt_for_the_next_lease_of_an_event_is_refused() {
     t.enqueue(Q, event("{}"));
     let theirs = lease_one(&t, Q);
     assert_eq!(theirs.receipt.serial, mine.receipt.serial + 1);
-    let forged = event_broker::broker::Receipt {
+    let forged = event_broker_core::Receipt {
         id: theirs.id,
         ..mine.receipt
     };
-    let forged_next = event_broker::broker::Receipt {
+    let forged_next = event_broker_core::Receipt {
         id: theirs.id,
         serial: theirs.receipt.serial,
         ..mine.receipt
@@ -297,7 +297,7 @@ fn a_receipt_written_by_another_broker_is_refused() {
     let theirs = lease_one(&two, Q);
     let mine = lease_one(&one, Q);
     assert_eq!(theirs.id, mine.id);
-    let foreign = event_broker::broker::Receipt {
+    let foreign = event_broker_core::Receipt {
         serial: mine.receipt.serial,
         ..theirs.receipt
     };

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::broker::{block_on, event, limits, TestBroker, START_MS};
-use event_broker::broker::record::OwnSettings;
-use event_broker::broker::{
+use event_broker_core::record::OwnSettings;
+use event_broker_core::{
     BrokerError, NewEvent, QueueSettings, QueueStats, ReceiptStatus as S, SettingsChange,
     ViewStatus,
 };
-use event_broker::wal::FsyncPolicy;
+use event_broker_wal::FsyncPolicy;
 
 const Q: &str = "orders";
 

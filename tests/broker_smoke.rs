@@ -1,7 +1,7 @@
 mod common;
 
 use common::broker::{event, TestBroker};
-use event_broker::broker::ReceiptStatus;
+use event_broker_core::ReceiptStatus;
 
 #[test]
 fn enqueued_event_is_leased_acked_and_gone_after_restart() {

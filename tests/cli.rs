@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::server::{self, free_port, wait_for_log, Server};
-use event_broker::clock::monotonic_now;
+use event_broker_clock::monotonic_now;
 use serde_json::{json, Value};
 
 /// The binary with no setting from the test runner's environment.

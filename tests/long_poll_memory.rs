@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::broker::{event, TestBroker};
-use event_broker::broker::BrokerError;
+use event_broker_core::BrokerError;
 use tokio::task::JoinSet;
 
 const POLLS: usize = 200_000;

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use common::api::Api;
 use common::broker::limits;
-use event_broker::broker::rules;
+use event_broker_core::rules;
 use serde_json::Value;
 
 /// Every operation: method, path, operationId and tag.

@@ -8,8 +8,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::{body, options, replay_all};
-use event_broker::wal::fs::{FaultyFs, Gate};
-use event_broker::wal::{verify_checkpoint, Batch, Wal, WalError};
+use event_broker_wal::fs::{FaultyFs, Gate};
+use event_broker_wal::{verify_checkpoint, Batch, Wal, WalError};
 
 #[test]
 fn a_checkpoint_verifies_and_restores_every_record_written_before_it() {

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::{body, options, replay_all};
-use event_broker::wal::{Batch, Wal};
+use event_broker_wal::{Batch, Wal};
 
 const CHILD_ENV: &str = "WAL_CRASH_CHILD";
 const SEGMENT: u64 = 256 * 1024;

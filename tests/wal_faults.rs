@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{body, options, replay_all};
-use event_broker::wal::fs::FaultyFs;
-use event_broker::wal::{Batch, FsyncPolicy, Wal, WalError};
+use event_broker_wal::fs::FaultyFs;
+use event_broker_wal::{Batch, FsyncPolicy, Wal, WalError};
 
 const SEGMENT: u64 = 64 * 1024;
 

@@ -8,7 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use common::{append_each, body, options, replay_all};
-use event_broker::wal::{Batch, Position, RecoveryMode, Wal, WalError};
+use event_broker_wal::{Batch, Position, RecoveryMode, Wal, WalError};
 
 const SEGMENT: u64 = 16 * 1024;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{body, options, replay_all};
-use event_broker::wal::{Batch, FsyncPolicy, Position, Wal};
+use event_broker_wal::{Batch, FsyncPolicy, Position, Wal};
 use proptest::prelude::*;
 
 /// A record body described by its length and seed, so shrinking works on

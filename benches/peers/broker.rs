@@ -1,5 +1,5 @@
 //! The broker's side, driven over HTTP by the project's own bench client
-//! (`event_broker::bench`): each worker owns one keep-alive connection of
+//! (`event_broker_bench`): each worker owns one keep-alive connection of
 //! the lean client and sends one request at a time, through the same
 //! `Producer` and `Consumer` that `event-broker bench` uses.
 //!
@@ -19,16 +19,16 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_broker::bench::client::Target;
-use event_broker::bench::consumer::Consumer;
-use event_broker::bench::payload::Stamp;
-use event_broker::bench::preflight::{self, Limits};
-use event_broker::bench::producer::{self, closed_loop, Producer, Until};
-use event_broker::bench::schedule::Schedule;
-use event_broker::bench::tally::Tally;
-use event_broker::bench::worker::{histogram, join_all, merged, record, Worker};
-use event_broker::bench::{cleanup, BenchError, Setup, PATIENCE};
-use event_broker::clock::{monotonic_now, unix_nanos};
+use event_broker_bench::client::Target;
+use event_broker_bench::consumer::Consumer;
+use event_broker_bench::payload::Stamp;
+use event_broker_bench::preflight::{self, Limits};
+use event_broker_bench::producer::{self, closed_loop, Producer, Until};
+use event_broker_bench::schedule::Schedule;
+use event_broker_bench::tally::Tally;
+use event_broker_bench::worker::{histogram, join_all, merged, record, Worker};
+use event_broker_bench::{cleanup, BenchError, Setup, PATIENCE};
+use event_broker_clock::{monotonic_now, unix_nanos};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use event_broker::clock::monotonic_now;
+use event_broker_clock::monotonic_now;
 
 use crate::PeerError;
 

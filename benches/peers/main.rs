@@ -31,9 +31,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use event_broker::bench::payload::MIN_SIZE;
-use event_broker::bench::BenchError;
-use event_broker::clock::{Clock, SystemClock};
+use event_broker_bench::payload::MIN_SIZE;
+use event_broker_bench::BenchError;
+use event_broker_clock::{Clock, SystemClock};
 
 use broker::BrokerSide;
 use cpu::Meter;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_broker::bench::payload::Stamp;
-use event_broker::bench::worker::{histogram, record};
-use event_broker::clock::unix_nanos;
+use event_broker_bench::payload::Stamp;
+use event_broker_bench::worker::{histogram, record};
+use event_broker_clock::unix_nanos;
 use hdrhistogram::Histogram;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;

@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_broker::bench::payload::Stamp;
-use event_broker::bench::schedule::Schedule;
-use event_broker::bench::worker::{histogram, merged, record};
-use event_broker::clock::{monotonic_now, unix_nanos};
+use event_broker_bench::payload::Stamp;
+use event_broker_bench::schedule::Schedule;
+use event_broker_bench::worker::{histogram, merged, record};
+use event_broker_clock::{monotonic_now, unix_nanos};
 use hdrhistogram::Histogram;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline};

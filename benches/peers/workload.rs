@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::ValueEnum;
-use event_broker::bench::payload::{push_event, Stamp};
+use event_broker_bench::payload::{push_event, Stamp};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@
 //! the record (what the live path keeps) is the same either way.
 #![no_main]
 
-use event_broker::broker::record;
+use event_broker_core::record;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

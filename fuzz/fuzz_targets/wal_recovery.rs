@@ -19,8 +19,8 @@
 
 use std::path::Path;
 
-use event_broker::wal::format::{self, Frame, HEADER_LEN};
-use event_broker::wal::{check_log, Batch, FsyncPolicy, RecoveryMode, Wal, WalError, WalOptions};
+use event_broker_wal::format::{self, Frame, HEADER_LEN};
+use event_broker_wal::{check_log, Batch, FsyncPolicy, RecoveryMode, Wal, WalError, WalOptions};
 use libfuzzer_sys::fuzz_target;
 
 /// The records of the sealed segment before the fuzzed one.

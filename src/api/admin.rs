@@ -10,9 +10,9 @@ use super::body::{Described, JsonBytes};
 use super::explain::{Field, Rule};
 use super::openapi as doc;
 use super::{ApiError, AppState};
-use crate::broker::{BrokerError, Limits};
 use crate::event_json::timestamp;
-use crate::wal::WalError;
+use event_broker_core::WalError;
+use event_broker_core::{BrokerError, Limits};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/admin/checkpoint", post(checkpoint))
@@ -51,7 +51,7 @@ pub(crate) async fn checkpoint(
         .unwrap_or_else(|| timestamp(state.broker.clock().unix_ms()).replace(':', "-"));
     let broker = state.broker.clone();
     // Linking, copying and syncing files: off the async threads.
-    let made = tokio::task::spawn_blocking(move || broker.wal().checkpoint(&name))
+    let made = tokio::task::spawn_blocking(move || broker.checkpoint(&name))
         .await
         .map_err(|e| ApiError::Internal(format!("the checkpoint task failed: {e}")))?;
     match made {
@@ -60,12 +60,12 @@ pub(crate) async fn checkpoint(
             "segments": info.segments,
             "bytes": info.bytes,
         }))),
-        Err(WalError::BadCheckpointName { name, reason }) => Err(ApiError::InvalidRequest(
+        Err(BrokerError::Storage(WalError::BadCheckpointName { name, reason })) => Err(ApiError::InvalidRequest(
             format!("name: {name:?} cannot be used: {reason}"),
         )),
-        Err(WalError::CheckpointExists { name }) => Err(ApiError::Conflict(format!(
+        Err(BrokerError::Storage(WalError::CheckpointExists { name })) => Err(ApiError::Conflict(format!(
             "name: a checkpoint named {name:?} exists; checkpoints are never replaced, choose another name"
         ))),
-        Err(e) => Err(BrokerError::from(e).into()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::explain::{self, Object, Path, Rule};
 use super::{ApiError, AppState};
-use crate::broker::Limits;
+use event_broker_core::Limits;
 
 /// The raw body of a request that declared JSON (or sent nothing).
 pub struct JsonBytes(pub Bytes);

@@ -13,9 +13,9 @@ use super::openapi as doc;
 use super::path::Queue;
 use super::queues::not_whole;
 use super::{ApiError, AppState};
-use crate::broker::rules::DLQ_LIMIT;
-use crate::broker::{BrowsedEvent, EventState};
 use crate::event_json::{raw, timestamp};
+use event_broker_core::rules::DLQ_LIMIT;
+use event_broker_core::{BrowsedEvent, EventState};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::layers::ErrorCode;
-use crate::broker::BrokerError;
+use event_broker_core::BrokerError;
 
 /// Seconds a client is told to wait before retrying an enqueue on a full queue.
 const QUEUE_FULL_RETRY_AFTER_S: u64 = 1;

@@ -16,9 +16,9 @@ use super::explain::{self, Field, Object, Path, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::rules::{DELAY_MS, GROUP, IDEMPOTENCY_KEY, MESSAGE_TTL_MS, PRIORITY};
-use crate::broker::{BrokerError, Limits, NewEvent};
 use crate::event_json::timestamp;
+use event_broker_core::rules::{DELAY_MS, GROUP, IDEMPOTENCY_KEY, MESSAGE_TTL_MS, PRIORITY};
+use event_broker_core::{BrokerError, Limits, NewEvent};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/queues/{queue}/events", post(enqueue))

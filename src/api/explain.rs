@@ -20,7 +20,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
 
 use super::ApiError;
-use crate::broker::rules::{Number, Text, Whole};
+use event_broker_core::rules::{Number, Text, Whole};
 
 /// What a request may hold at one place.
 pub(crate) enum Rule {
@@ -509,7 +509,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::rules::DELAY_MS;
+    use event_broker_core::rules::DELAY_MS;
 
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -76,7 +76,7 @@ impl PathQueue {
 /// line needs of the request is copied out before the request moves on,
 /// into values on the stack: the line costs no allocation.
 pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = crate::clock::monotonic_now();
+    let started = event_broker_clock::monotonic_now();
     let method = req.method().clone();
     // Both are reference-counted: taking them copies no text.
     let route = req.extensions().get::<MatchedPath>().cloned();
@@ -167,11 +167,11 @@ mod tests {
 
     use super::*;
     use crate::api::{router, AppParts};
-    use crate::broker::{Broker, BrokerOptions, Limits};
-    use crate::clock::ManualClock;
     use crate::log_format::capture::Captured;
     use crate::metrics::Metrics;
-    use crate::wal::{FsyncPolicy, WalOptions};
+    use event_broker_clock::ManualClock;
+    use event_broker_core::{Broker, BrokerOptions, Limits};
+    use event_broker_core::{FsyncPolicy, WalOptions};
 
     fn state(dir: &std::path::Path) -> AppState {
         let options = BrokerOptions {
@@ -186,7 +186,7 @@ mod tests {
         AppState::from(AppParts {
             broker,
             shutdown: Default::default(),
-            started: crate::clock::monotonic_now(),
+            started: event_broker_clock::monotonic_now(),
             settings: Arc::new(Vec::new()),
             token: None,
             admin_token: None,

@@ -14,9 +14,9 @@ use super::layers::LongPoll;
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState, MAX_WAIT};
-use crate::broker::rules::{Whole, DELAY_MS, NACK_ERROR, VISIBILITY_TIMEOUT_MS};
-use crate::broker::{Limits, ReceiptResult, ReceiptStatus};
 use crate::event_json::{EventJson, EventTimes};
+use event_broker_core::rules::{Whole, DELAY_MS, NACK_ERROR, VISIBILITY_TIMEOUT_MS};
+use event_broker_core::{Limits, ReceiptResult, ReceiptStatus};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::broker::Broker;
 use crate::metrics::Metrics;
 pub use client_addr::ClientAddrs;
 pub use error::ApiError;
+use event_broker_core::Broker;
 pub use ops::recovering_router;
 
 /// What every handler shares. Every request clones it, so it is one `Arc`

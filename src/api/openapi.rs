@@ -43,7 +43,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required,
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::AppState;
-use crate::broker::Limits;
+use event_broker_core::Limits;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/openapi.json", get(document))

@@ -62,8 +62,7 @@ fn unready(state: &AppState) -> Option<String> {
     } else {
         state
             .broker
-            .wal()
-            .failure()
+            .log_failure()
             .map(|e| format!("storage failed, writes are refused until restart: {e}"))
     }
 }
@@ -72,7 +71,7 @@ fn unready(state: &AppState) -> Option<String> {
 #[utoipa::path(get, path = "/api/status", operation_id = "status", tag = "operations",
     responses((status = 200, description = "Version, uptime, queues, the log and the effective configuration", body = doc::Status)))]
 pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
-    let wal = state.broker.wal().status();
+    let wal = state.broker.log_status();
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     let config: serde_json::Map<String, Value> = state
         .settings

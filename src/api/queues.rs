@@ -16,9 +16,9 @@ use super::openapi as doc;
 use super::path::Queue;
 use super::settings::settings_json;
 use super::{ApiError, AppState};
-use crate::broker::rules::DLQ_LIMIT;
-use crate::broker::{check_queue_name, Limits, QueueStats};
 use crate::event_json::{raw, timestamp};
+use event_broker_core::rules::DLQ_LIMIT;
+use event_broker_core::{check_queue_name, Limits, QueueStats};
 
 pub fn router() -> Router<AppState> {
     Router::new()

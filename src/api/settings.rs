@@ -14,11 +14,11 @@ use super::openapi as doc;
 use super::path::Queue;
 use super::queues::stats_json;
 use super::{ApiError, AppState};
-use crate::broker::rules::{
+use event_broker_core::rules::{
     BACKOFF_MS, BACKOFF_MULTIPLIER, GROUP_CONCURRENCY, MAX_IN_FLIGHT, MAX_RETRIES, MESSAGE_TTL_MS,
     QUEUE_MAX_SIZE, RATE, VISIBILITY_TIMEOUT_MS,
 };
-use crate::broker::{Limits, QueueSettings, SettingsChange};
+use event_broker_core::{Limits, QueueSettings, SettingsChange};
 
 /// The routes of this file, all of which need `ADMIN_TOKEN` when it is set.
 pub fn admin_router() -> Router<AppState> {

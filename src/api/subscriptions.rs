@@ -11,8 +11,8 @@ use super::explain::{Field, Rule, WholeNumber};
 use super::openapi as doc;
 use super::path::Queue;
 use super::{ApiError, AppState};
-use crate::broker::rules::{CONCURRENCY, WEBHOOK_TIMEOUT_MS};
-use crate::broker::{Limits, Subscription, SubscriptionRequest};
+use event_broker_core::rules::{CONCURRENCY, WEBHOOK_TIMEOUT_MS};
+use event_broker_core::{Limits, Subscription, SubscriptionRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/queues/{queue}/subscription", get(show))

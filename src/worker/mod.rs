@@ -5,7 +5,7 @@
 //! The pool follows the subscriptions as they are set, replaced or removed.
 //!
 //! Unless `WEBHOOK_ALLOW_PRIVATE` is set, calls reach public addresses only
-//! ([`crate::broker::address`]): a literal address is checked before the
+//! ([`event_broker_core::address`]): a literal address is checked before the
 //! call, a host name's addresses once resolved, at connect time. Calls then
 //! go straight to the receiver, never through an `HTTP(S)_PROXY`, which
 //! would resolve names where the check cannot see. Of an answer, at most
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, Subscription};
+use event_broker_core::{Broker, Subscription};
 pub use push::Outcome;
 pub use signature::Signer;
 

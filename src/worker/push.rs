@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{DeliveryObserver, Signer};
-use crate::broker::address::non_public;
-use crate::broker::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
 use crate::event_json::{EventJson, EventTimes};
-use crate::log_throttle::Throttle;
+use event_broker_core::address::non_public;
+use event_broker_core::log_throttle::Throttle;
+use event_broker_core::{signing_key, Broker, BrokerError, Delivery, ReceiptStatus, Subscription};
 
 /// How long one lease request waits for an event before asking again.
 const POLL: Duration = Duration::from_secs(30);

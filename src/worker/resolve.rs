@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::broker::address::non_public;
+use event_broker_core::address::non_public;
 
 /// Resolves to public addresses only, or fails saying why.
 pub(super) struct PublicOnly;

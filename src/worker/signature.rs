@@ -39,7 +39,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::signing_key;
+    use event_broker_core::signing_key;
 
     /// The example of the Standard Webhooks reference libraries.
     #[test]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use event_broker::api::{router, AppState};
-use event_broker::broker::{Broker, BrokerOptions, Limits};
-use event_broker::clock::ManualClock;
-use event_broker::wal::fs::FaultyFs;
-use event_broker::wal::{FsyncPolicy, WalOptions};
+use event_broker_clock::ManualClock;
+use event_broker_core::{Broker, BrokerOptions, Limits};
+use event_broker_wal::fs::FaultyFs;
+use event_broker_wal::{FsyncPolicy, WalOptions};
 use serde_json::Value;
 
 use super::broker::{app_state, limits, START_MS};

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_broker::broker::{Broker, BrokerOptions, Delivery, Limits, NewEvent, ReceiptStatus};
-use event_broker::clock::ManualClock;
-use event_broker::wal::{FsyncPolicy, WalOptions};
+use event_broker_clock::ManualClock;
+use event_broker_core::{Broker, BrokerOptions, Delivery, Limits, NewEvent, ReceiptStatus};
+use event_broker_wal::{FsyncPolicy, WalOptions};
 use tempfile::TempDir;
 
 /// Wall time the test clocks start at: 2023-11-14T22:13:20Z.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use event_broker::wal::{Batch, Position, Wal, WalOptions};
+use event_broker_wal::{Batch, Position, Wal, WalOptions};
 
 /// Deterministic bytes for record `seed`, `len` long, so a test can rebuild
 /// what it wrote without keeping it.
@@ -55,10 +55,10 @@ pub mod server;
 /// Offsets of the frames of a segment file's bytes, up to the zeros written
 /// ahead of the data or the end of the file.
 pub fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut at = event_broker::wal::format::HEADER_LEN;
+    let mut at = event_broker_wal::format::HEADER_LEN;
     let mut starts = Vec::new();
     while at + 8 <= bytes.len() {
-        let len = event_broker::wal::format::frame_body_len(&bytes[at..]);
+        let len = event_broker_wal::format::frame_body_len(&bytes[at..]);
         if len == 0 && bytes[at + 4..at + 8] == [0; 4] {
             break;
         }
