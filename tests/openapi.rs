@@ -516,3 +516,72 @@ async fn bounds_and_patterns_are_the_ones_the_server_checks() {
         }
     }
 }
+
+/// `leaseEvents` as `lease_events`: the name of an operation's method in
+/// both clients.
+fn snake_case(operation_id: &str) -> String {
+    let mut out = String::new();
+    for c in operation_id.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn source(path: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every operation of the served document has its method in the Rust
+/// client and in both Python clients, and the CLI's commands cover the
+/// operations a shell user needs: a route added to the server without its
+/// client methods fails here.
+#[tokio::test]
+async fn every_operation_is_reachable_from_both_clients_and_the_cli() {
+    let doc = document(&Api::new()).await;
+    let rust = source("crates/client/src/ops.rs");
+    let python = source("clients/python/src/event_broker/client.py");
+    let mut missing = Vec::new();
+    for (method, path, op) in operations(&doc) {
+        let name = snake_case(op["operationId"].as_str().unwrap());
+        if !rust.contains(&format!("pub async fn {name}(")) {
+            missing.push(format!("Rust client: {name} ({method} {path})"));
+        }
+        let in_python = python.matches(&format!("def {name}(")).count();
+        // Overloads (`@overload`) may add more than the one in each class.
+        if in_python < 2 {
+            missing.push(format!(
+                "Python Client and AsyncClient: {name} ({method} {path}), found {in_python}"
+            ));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "operations without a client method:\n{}",
+        missing.join("\n")
+    );
+
+    let cli: String = ["mod.rs", "produce.rs", "consume.rs", "queues.rs", "dlq.rs"]
+        .iter()
+        .map(|f| source(&format!("src/cli/{f}")))
+        .collect();
+    for call in [
+        "enqueue",
+        "enqueue_events",
+        "lease_events",
+        "ack_events",
+        "list_queues",
+        "get_queue",
+        "list_dead_letters",
+        "redrive_dead_letters",
+        "purge_dead_letters",
+    ] {
+        assert!(
+            cli.contains(&format!(".{call}(")),
+            "the CLI does not call {call}"
+        );
+    }
+}
