@@ -255,7 +255,9 @@ where
         let mut next_poll = Instant::now();
         let mut stopping: Option<Instant> = None;
         let mut failure = None;
-        let mut heartbeat = tokio::time::interval(self.visibility / 3);
+        // A zero period would panic; the broker refuses such a lease anyway.
+        let mut heartbeat =
+            tokio::time::interval((self.visibility / 3).max(Duration::from_millis(1)));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.reset();
 
