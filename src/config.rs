@@ -166,6 +166,20 @@ pub struct RawConfig {
     /// Log format: json | pretty.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// PEM file of the certificate chain to serve HTTPS with, with TLS_KEY;
+    /// unset, the API is plain HTTP. Reloaded when it changes.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<String>,
+    /// PEM file of the CAs whose client certificates are accepted: set, every
+    /// client must present one (mutual TLS).
+    #[arg(long, env = "TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<String>,
+    /// How often the TLS files are read again for a change, in ms: 100..=3600000.
+    #[arg(long, env = "TLS_RELOAD_INTERVAL_MS", default_value = "10000")]
+    pub tls_reload_interval_ms: String,
 }
 
 /// A setting with a value that is not allowed.
@@ -242,6 +256,24 @@ pub struct Config {
     pub log_level: String,
     /// `LOG_FORMAT`, default `json`.
     pub log_format: LogFormat,
+    /// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_RELOAD_INTERVAL_MS`:
+    /// HTTPS when set, plain HTTP when not.
+    pub tls: Option<TlsFiles>,
+    /// `TLS_RELOAD_INTERVAL_MS`, default 10 s, also when TLS is off.
+    pub tls_reload_interval: Duration,
+}
+
+/// The files HTTPS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `TLS_CERT`: the certificate chain, PEM.
+    pub cert: PathBuf,
+    /// `TLS_KEY`: its private key, PEM.
+    pub key: PathBuf,
+    /// `TLS_CLIENT_CA`: the CAs of client certificates, when clients must present one.
+    pub client_ca: Option<PathBuf>,
+    /// `TLS_RELOAD_INTERVAL_MS`, default 10 s.
+    pub reload_interval: Duration,
 }
 
 const DAY_MS: u64 = 86_400_000;
@@ -369,7 +401,57 @@ impl RawConfig {
                 "pretty" => LogFormat::Pretty,
                 other => return Err(invalid("LOG_FORMAT", other, "expected json or pretty")),
             },
+            tls: self.tls()?,
+            tls_reload_interval: millis(
+                "TLS_RELOAD_INTERVAL_MS",
+                &self.tls_reload_interval_ms,
+                100..=3_600_000,
+            )?,
         })
+    }
+}
+
+impl RawConfig {
+    /// The TLS files: both of TLS_CERT and TLS_KEY, or neither; an empty
+    /// value is unset.
+    fn tls(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let path = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+        let (cert, key, client_ca) = (
+            path(&self.tls_cert),
+            path(&self.tls_key),
+            path(&self.tls_client_ca),
+        );
+        let reload_interval = millis(
+            "TLS_RELOAD_INTERVAL_MS",
+            &self.tls_reload_interval_ms,
+            100..=3_600_000,
+        )?;
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+                reload_interval,
+            })),
+            (Some(_), None) => Err(invalid(
+                "TLS_KEY",
+                "",
+                "must be set with TLS_CERT: the certificate's private key",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "TLS_CERT",
+                "",
+                "must be set with TLS_KEY: the certificate chain",
+            )),
+            (None, None) => match client_ca {
+                Some(ca) => Err(invalid(
+                    "TLS_CLIENT_CA",
+                    &ca.display().to_string(),
+                    "needs TLS_CERT and TLS_KEY: client certificates are asked for over TLS only",
+                )),
+                None => Ok(None),
+            },
+        }
     }
 }
 
@@ -422,6 +504,13 @@ impl Config {
             LogFormat::Json => "json",
             LogFormat::Pretty => "pretty",
         };
+        // A path, not a secret: empty when unset.
+        let tls_path = |which: fn(&TlsFiles) -> Option<&PathBuf>| {
+            self.tls
+                .as_ref()
+                .and_then(which)
+                .map_or(String::new(), |p| p.display().to_string())
+        };
         vec![
             ("PORT", self.port.to_string()),
             ("BIND_ADDR", self.bind_addr.to_string()),
@@ -458,6 +547,10 @@ impl Config {
             ("SHUTDOWN_TIMEOUT_MS", ms(self.shutdown_timeout)),
             ("LOG_LEVEL", self.log_level.clone()),
             ("LOG_FORMAT", log_format.to_string()),
+            ("TLS_CERT", tls_path(|t| Some(&t.cert))),
+            ("TLS_KEY", tls_path(|t| Some(&t.key))),
+            ("TLS_CLIENT_CA", tls_path(|t| t.client_ca.as_ref())),
+            ("TLS_RELOAD_INTERVAL_MS", ms(self.tls_reload_interval)),
         ]
     }
 }

@@ -32,4 +32,5 @@ pub mod log_format;
 pub mod log_writer;
 pub mod metrics;
 pub mod shutdown;
+pub mod tls;
 pub mod worker;

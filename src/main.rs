@@ -16,6 +16,7 @@ use event_broker::log_format::JsonLines;
 use event_broker::log_writer::{buffered_stderr, FlushGuard};
 use event_broker::metrics::Metrics;
 use event_broker::shutdown;
+use event_broker::tls::TlsConfig;
 use event_broker::worker::WorkerPool;
 use event_broker_bench::{self as bench, BenchArgs};
 use event_broker_clock::{Clock, SystemClock};
@@ -54,7 +55,7 @@ enum Command {
     /// Recover the log in DATA_DIR and serve the HTTP API (the default command).
     Serve(Box<RawConfig>),
     /// Exit 0 when the broker on PORT answers ready, 1 otherwise (for container health checks).
-    Healthcheck(RawAddr),
+    Healthcheck(HealthcheckArgs),
     /// Check every frame of a log, read-only, and count its events per queue;
     /// exit 1 on damage. Safe on a data directory a broker is using.
     Verify {
@@ -69,6 +70,25 @@ enum Command {
     Client(cli::ClientCommand),
 }
 
+/// The settings of `serve` that `healthcheck` reads: where the broker
+/// listens, and whether it speaks TLS there.
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    #[command(flatten)]
+    addr: RawAddr,
+    /// Set when the broker serves HTTPS (its TLS_CERT): the check then
+    /// speaks TLS, without verifying the certificate, as it only asks this
+    /// host's broker whether it is ready.
+    #[arg(long, env = "TLS_CERT", hide_env_values = true)]
+    tls_cert: Option<String>,
+}
+
+impl HealthcheckArgs {
+    fn is_tls(&self) -> bool {
+        self.tls_cert.as_deref().is_some_and(|c| !c.is_empty())
+    }
+}
+
 /// Exit code of a setting that is not allowed, as for a usage error.
 const EXIT_CONFIG: u8 = 2;
 
@@ -77,8 +97,8 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve_command(&cli.serve),
         Some(Command::Serve(raw)) => serve_command(&raw),
-        Some(Command::Healthcheck(addr)) => match addr.validate() {
-            Ok(addr) => tool(healthcheck(addr)),
+        Some(Command::Healthcheck(args)) => match args.addr.validate() {
+            Ok(addr) => tool(healthcheck(addr, args.is_tls())),
             Err(e) => refuse(&e),
         },
         Some(Command::Verify { dir }) => tool(verify(&dir)),
@@ -200,12 +220,22 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     // Listen before recovering, so that readiness can answer "recovering"
     // while a large log is replayed.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsConfig::load)
+        .transpose()
+        .context("loading the TLS certificate")?;
     let addr = config.socket_addr();
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
     let recovered = CancellationToken::new();
-    let early = runtime.spawn(serve_recovering(listener.try_clone()?, recovered.clone()));
+    let early = runtime.spawn(serve_recovering(
+        listener.try_clone()?,
+        tls.clone(),
+        recovered.clone(),
+    ));
     let (broker, report) = Broker::open(options)
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
     recovered.cancel();
@@ -239,7 +269,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
             .flatten()
             .map(|max| Arc::new(ratelimit::limiter(max, config.rate_limit_window))),
     });
-    runtime.block_on(run(config, state, listener))?;
+    runtime.block_on(run(config, state, listener, tls))?;
     drop(runtime);
     broker.close().context("flushing and closing the log")?;
     tracing::info!("stopped");
@@ -272,11 +302,15 @@ async fn run(
     config: &Config,
     state: AppState,
     listener: std::net::TcpListener,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<()> {
     let shutdown = state.shutdown.clone();
     shutdown::cancel_on_signal(shutdown.clone()).context("installing signal handlers")?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    tracing::info!(addr = %listener.local_addr()?, "serving");
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().reload_until(shutdown.clone()));
+    }
     let reaper = tokio::spawn(
         state
             .broker
@@ -298,9 +332,18 @@ async fn run(
     let app = api::ClientAddrs::new(api::router(state));
     let stop = shutdown.clone().cancelled_owned();
     let server = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
+        match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Some(tls) => {
+                axum::serve(tls.listen(listener)?, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        }
     };
     let drained = async {
         server.await.context("serving HTTP")?;
@@ -323,26 +366,40 @@ async fn run(
 /// Answers on `listener` while the log is recovered: alive, not ready.
 async fn serve_recovering(
     listener: std::net::TcpListener,
+    tls: Option<TlsConfig>,
     recovered: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, api::recovering_router())
-        .with_graceful_shutdown(recovered.cancelled_owned())
-        .await
-        .context("serving HTTP while recovering")
+    let stop = recovered.cancelled_owned();
+    match tls {
+        None => {
+            axum::serve(listener, api::recovering_router())
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(tls.listen(listener)?, api::recovering_router())
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+    .context("serving HTTP while recovering")
 }
 
-fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+fn healthcheck(addr: std::net::SocketAddr, tls: bool) -> anyhow::Result<()> {
     let host = match addr.ip() {
         ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
         ip => ip,
     };
     let url = format!(
-        "http://{}/api/health/ready",
+        "{}://{}/api/health/ready",
+        if tls { "https" } else { "http" },
         std::net::SocketAddr::new(host, addr.port())
     );
+    // The certificate names the broker's public name, not this address.
     let answer = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
+        .danger_accept_invalid_certs(tls)
         .build()?
         .get(&url)
         .send()

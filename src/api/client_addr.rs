@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use axum::serve::IncomingStream;
+use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use tokio::task::futures::TaskLocalFuture;
 use tower::Service;
@@ -109,7 +109,11 @@ impl ClientAddrs {
     }
 }
 
-impl Service<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddrs {
+// Any listener whose peers are socket addresses: plain TCP, or TLS over it.
+impl<L> Service<IncomingStream<'_, L>> for ClientAddrs
+where
+    L: Listener<Addr = SocketAddr>,
+{
     type Response = WithClientAddr;
     type Error = Infallible;
     type Future = Ready<Result<WithClientAddr, Infallible>>;
@@ -118,7 +122,7 @@ impl Service<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddrs {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'_, L>) -> Self::Future {
         ready(Ok(WithClientAddr {
             router: self.0.clone(),
             addr: *stream.remote_addr(),

@@ -41,6 +41,10 @@ pub struct Connection {
     /// PEM file of the CA that signed the broker's certificate, for https.
     #[arg(long, env = "EVENT_BROKER_CA")]
     pub ca: Option<PathBuf>,
+    /// PEM file of this client's certificate and key, for a broker that
+    /// asks for one (TLS_CLIENT_CA).
+    #[arg(long, env = "EVENT_BROKER_IDENTITY")]
+    pub identity: Option<PathBuf>,
 }
 
 impl Connection {
@@ -51,6 +55,9 @@ impl Connection {
         }
         if let Some(ca) = &self.ca {
             builder = builder.ca_file(ca);
+        }
+        if let Some(identity) = &self.identity {
+            builder = builder.identity_file(identity);
         }
         builder.build().map_err(Failure::from)
     }

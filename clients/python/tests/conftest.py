@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -57,11 +58,14 @@ class Broker:
         self.data_dir = workdir / "data"
         self.log_path = workdir / "broker.log"
         self.extra_env = env
+        # For a broker with TLS_CLIENT_CA: the certificate readiness is asked with.
+        self.probe_identity: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.extra_env.get("TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         env = {
@@ -84,12 +88,23 @@ class Broker:
             if self.process.poll() is not None:
                 pytest.fail(f"the broker exited with {self.process.returncode}: {self.log()}")
             try:
-                if httpx.get(f"{self.url}/api/health/ready", timeout=1.0).status_code == 200:
+                # Readiness only: the TLS tests check certificates themselves.
+                ready = httpx.get(f"{self.url}/api/health/ready", timeout=1.0, verify=self._probe_tls())
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.02)
         pytest.fail(f"the broker was not ready within {timeout} s: {self.log()}")
+
+    def _probe_tls(self) -> ssl.SSLContext | bool:
+        if self.probe_identity is None:
+            return False
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(self.probe_identity)
+        return context
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, as in a crash."""

@@ -1,23 +1,21 @@
-"""HTTPS with a CA file: the client trusts the CA it is given (``ca=`` or
-``EVENT_BROKER_CA``), and a certificate it cannot verify is ConnectionFailed.
-
-The broker speaks plain HTTP (TLS is a proxy's job in front of it), so the
-server here is a small HTTPS stand-in answering ``/api/health``, with a
-certificate made by ``openssl`` for the test."""
+"""HTTPS against the real broker (``TLS_CERT``, ``TLS_KEY``) with
+certificates made by ``openssl`` here: the client trusts the CA it is given
+(``ca=`` or ``EVENT_BROKER_CA``), a certificate it cannot verify is
+ConnectionFailed, and with ``TLS_CLIENT_CA`` only a client presenting a
+certificate (``identity=``) is served."""
 
 from __future__ import annotations
 
-import http.server
+import asyncio
 import shutil
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from event_broker import Client, ConnectionFailed
+from conftest import Broker
+from event_broker import AsyncClient, Client, ConnectionFailed
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -42,49 +40,83 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"status":"ok"}'
-        self.send_response(200 if self.path == "/api/health" else 404)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+@pytest.fixture(scope="module")
+def client_certificates(certificates: Path) -> Path:
+    """A second CA for clients, and one client's certificate and key in one file."""
+    d = certificates
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "client-ca.key", "-out", "client-ca.pem", "-days", "2",
+             "-subj", "/CN=client CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # fmt: skip
+    _openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=worker-1", cwd=d)
+    (d / "client.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", "client.csr", "-CA", "client-ca.pem", "-CAkey", "client-ca.key",
+             "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext", cwd=d)  # fmt: skip
+    (d / "identity.pem").write_text((d / "client.pem").read_text() + (d / "client.key").read_text())
+    return d
 
 
 @pytest.fixture
-def https_url(certificates: Path) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificates / "server.pem", certificates / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def tls_broker(tmp_path: Path, certificates: Path) -> Iterator[Broker]:
+    """The real broker serving HTTPS with the test's certificate."""
+    b = Broker(tmp_path, TLS_CERT=str(certificates / "server.pem"), TLS_KEY=str(certificates / "server.key"))
+    b.start()
+    yield b
+    b.stop()
 
 
-def test_the_ca_file_is_trusted(https_url: str, certificates: Path) -> None:
-    with Client(https_url, ca=certificates / "ca.pem") as client:
+@pytest.fixture
+def mtls_broker(tmp_path: Path, client_certificates: Path) -> Iterator[Broker]:
+    """The real broker asking every client for a certificate of the client CA."""
+    d = client_certificates
+    b = Broker(tmp_path, TLS_CERT=str(d / "server.pem"), TLS_KEY=str(d / "server.key"),
+               TLS_CLIENT_CA=str(d / "client-ca.pem"))  # fmt: skip
+    b.probe_identity = d / "identity.pem"
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_the_ca_file_is_trusted(tls_broker: Broker, certificates: Path) -> None:
+    with Client(tls_broker.url, ca=certificates / "ca.pem") as client:
         assert client.health().status == "ok"
+        assert client.enqueue("tls", {"n": 1}).id == 0
+        assert client.status().config["TLS_CERT"].endswith("server.pem")
 
 
 def test_the_ca_comes_from_the_environment(
-    https_url: str, certificates: Path, monkeypatch: pytest.MonkeyPatch
+    tls_broker: Broker, certificates: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVENT_BROKER_CA", str(certificates / "ca.pem"))
-    with Client(https_url) as client:
+    with Client(tls_broker.url) as client:
         assert client.health().status == "ok"
 
 
-def test_an_unverifiable_certificate_is_connection_failed(https_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unverifiable_certificate_is_connection_failed(tls_broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EVENT_BROKER_CA", raising=False)
-    with Client(https_url, timeout=5) as client:  # the system's CAs do not know the test CA
+    with Client(tls_broker.url, timeout=5) as client:  # the system's CAs do not know the test CA
         with pytest.raises(ConnectionFailed) as e:
             client.health()
     assert "CERTIFICATE_VERIFY_FAILED" in e.value.message or "certificate" in e.value.message.lower()
+
+
+def test_the_async_client_takes_the_ca_too(tls_broker: Broker, certificates: Path) -> None:
+    async def go() -> str:
+        async with AsyncClient(tls_broker.url, ca=certificates / "ca.pem") as client:
+            return (await client.health()).status
+
+    assert asyncio.run(go()) == "ok"
+
+
+def test_with_a_client_ca_only_a_client_with_a_certificate_is_served(
+    mtls_broker: Broker, client_certificates: Path
+) -> None:
+    d = client_certificates
+    with Client(mtls_broker.url, ca=d / "ca.pem", identity=d / "identity.pem") as client:
+        assert client.list_queues() == []
+    with Client(mtls_broker.url, ca=d / "ca.pem", timeout=5) as anonymous:
+        with pytest.raises(ConnectionFailed):
+            anonymous.list_queues()
 
 
 def test_a_missing_ca_file_is_refused_at_once(tmp_path: Path) -> None:

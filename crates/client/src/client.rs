@@ -23,6 +23,9 @@ pub const ENV_TOKEN: &str = "EVENT_BROKER_TOKEN";
 /// The variable naming a PEM file of the CA that signed the broker's certificate.
 pub const ENV_CA: &str = "EVENT_BROKER_CA";
 
+/// The variable naming a PEM file of this client's certificate and key, for mutual TLS.
+pub const ENV_IDENTITY: &str = "EVENT_BROKER_IDENTITY";
+
 /// The URL of a broker on this machine with the default port.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000";
 
@@ -53,6 +56,7 @@ pub struct ClientBuilder {
     url: Option<String>,
     token: Option<Token>,
     ca: Option<PathBuf>,
+    identity: Option<PathBuf>,
     timeout: Duration,
     connect_timeout: Duration,
     retry: RetryPolicy,
@@ -77,6 +81,13 @@ impl ClientBuilder {
     /// the only CA trusted.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca = Some(path.into());
+        self
+    }
+
+    /// A PEM file holding this client's certificate and its private key, for
+    /// a broker that asks for client certificates (`TLS_CLIENT_CA`).
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity = Some(path.into());
         self
     }
 
@@ -124,6 +135,10 @@ impl ClientBuilder {
             .clone()
             .or_else(|| env(ENV_TOKEN).map(Token::from));
         let ca = self.ca.clone().or_else(|| env(ENV_CA).map(PathBuf::from));
+        let identity = self
+            .identity
+            .clone()
+            .or_else(|| env(ENV_IDENTITY).map(PathBuf::from));
 
         let base = api_base(&url)?;
         let mut headers = HeaderMap::new();
@@ -160,6 +175,18 @@ impl ClientBuilder {
             for cert in certs {
                 http = http.add_root_certificate(cert);
             }
+        }
+        if let Some(path) = &identity {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Config(format!("identity: cannot read {}: {e}", path.display()))
+            })?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::Config(format!(
+                    "identity: {} needs a PEM certificate and its private key: {e}",
+                    path.display()
+                ))
+            })?;
+            http = http.identity(identity);
         }
         let http = http
             .build()
@@ -271,6 +298,7 @@ impl Client {
             url: None,
             token: None,
             ca: None,
+            identity: None,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),

@@ -41,7 +41,9 @@ mod token;
 pub mod types;
 mod webhook;
 
-pub use client::{Client, ClientBuilder, RetryPolicy, DEFAULT_URL, ENV_CA, ENV_TOKEN, ENV_URL};
+pub use client::{
+    Client, ClientBuilder, RetryPolicy, DEFAULT_URL, ENV_CA, ENV_IDENTITY, ENV_TOKEN, ENV_URL,
+};
 pub use consumer::{shutdown_signal, Consumer, ConsumerOptions, ConsumerReport};
 pub use error::{ApiError, Error, ErrorCode, Result};
 pub use token::Token;

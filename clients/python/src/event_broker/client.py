@@ -104,6 +104,7 @@ class _Settings:
         ca: str | os.PathLike[str] | None,
         timeout: float,
         retries: int,
+        identity: str | os.PathLike[str] | None = None,
     ) -> _Settings:
         url = url or os.environ.get("EVENT_BROKER_URL") or DEFAULT_URL
         token = token if token is not None else (os.environ.get("EVENT_BROKER_TOKEN") or None)
@@ -124,7 +125,14 @@ class _Settings:
             headers["authorization"] = f"Bearer {token}"
         # A CA file makes a context that trusts it (and only it); without one,
         # httpx verifies against the system's CAs.
+        identity = identity if identity is not None else (os.environ.get("EVENT_BROKER_IDENTITY") or None)
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=os.fspath(ca)) if ca else True
+        if identity:
+            # The client's certificate and key, one PEM file, for a broker
+            # with TLS_CLIENT_CA: they go into the same context.
+            if not isinstance(verify, ssl.SSLContext):
+                verify = ssl.create_default_context()
+            verify.load_cert_chain(os.fspath(identity))
         if retries < 0:
             raise ValueError("retries must be 0 or more")
         return cls(base, headers, verify, float(timeout), retries)
@@ -153,6 +161,9 @@ class Client:
         token: sent as ``Authorization: Bearer``; default ``EVENT_BROKER_TOKEN``.
         ca: a PEM file of the CA that signed the broker's certificate (HTTPS);
             default ``EVENT_BROKER_CA``, else the system's CAs.
+        identity: a PEM file of this client's certificate and its key, for
+            a broker that asks for one (``TLS_CLIENT_CA``); default
+            ``EVENT_BROKER_IDENTITY``.
         timeout: seconds to wait for a connection or an answer; a long poll
             (``lease_events(wait_ms=...)``) gets its wait on top.
         retries: how many times to retry an answer of 429 or 503, waiting as
@@ -170,8 +181,9 @@ class Client:
         timeout: float = _ops.DEFAULT_TIMEOUT,
         *,
         retries: int = 0,
+        identity: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._settings = _Settings.resolve(url, token, ca, timeout, retries)
+        self._settings = _Settings.resolve(url, token, ca, timeout, retries, identity)
         self._http = httpx.Client(
             base_url=self._settings.base_url,
             headers=self._settings.headers,
@@ -517,8 +529,9 @@ class AsyncClient:
         timeout: float = _ops.DEFAULT_TIMEOUT,
         *,
         retries: int = 0,
+        identity: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._init(_Settings.resolve(url, token, ca, timeout, retries))
+        self._init(_Settings.resolve(url, token, ca, timeout, retries, identity))
 
     def _init(self, settings: _Settings) -> None:
         self._settings = settings
