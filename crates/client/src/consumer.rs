@@ -1,9 +1,12 @@
 //! The consumer loop: the part every user of a queue would otherwise write
 //! again, and most would get the heartbeat or the shutdown wrong.
 //!
-//! A [`Consumer`] leases only as many events as it has free handler slots
-//! (`concurrency`), long-polling so an idle consumer costs one request per
-//! `wait`. Each event runs its handler in a task of its own:
+//! A [`Consumer`] runs at most `concurrency` handlers, and holds at most
+//! `prefetch` more events leased ahead, so a free handler never waits for a
+//! lease's round trip. It keeps up to two long polls on their way, each
+//! asking for a good share of the room left (at most `max`), so an idle
+//! consumer costs two requests per `wait`. Each event runs its handler in a
+//! task of its own:
 //!
 //! - while any handler runs, every lease the consumer holds is extended each
 //!   third of the visibility timeout, so a handler may take as long as it
@@ -20,8 +23,8 @@
 //!   does not mend it.
 //!
 //! Shutdown (the `shutdown` future given to [`Consumer::run`] completing)
-//! stops leasing and drops a long poll on its way; events waiting for
-//! their group are nacked with `delay_ms: 0` at once, running handlers get
+//! stops leasing and drops the long polls on their way; events leased ahead
+//! or waiting for their group are nacked with `delay_ms: 0` at once, running handlers get
 //! `shutdown_grace` to finish (and are acked or nacked as usual), and those
 //! still running then are stopped and nacked with `delay_ms: 0`. The run
 //! returns once every settle is sent. An event a dropped long poll had
@@ -49,14 +52,22 @@ use crate::types::{LeaseRequest, LeasedEvent, SettleStatus};
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// The longest error text a nack keeps.
 const MAX_ERROR_CHARS: usize = 4096;
+/// Events asked for in one lease, by default.
+const DEFAULT_MAX: usize = 100;
+/// Leases on their way at once: while one is answered, the next is asked.
+const POLLS: usize = 2;
 
 /// How a [`Consumer`] works.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     /// Handlers running at once (and events held at once). Default 8.
     pub concurrency: usize,
-    /// Events asked for in one lease, at most the free slots. Default: `concurrency`.
+    /// Events asked for in one lease. Default 100.
     pub max: Option<u32>,
+    /// Events leased ahead of a free handler, so that handlers never wait
+    /// for a lease's round trip. Default 100; 0 leases only for free
+    /// handlers, which leaves the rest to other consumers when handlers are slow.
+    pub prefetch: usize,
     /// The lease length; default the queue's setting (30 s for a queue that
     /// does not exist yet). Leases are extended each third of it.
     pub visibility_timeout: Option<Duration>,
@@ -71,6 +82,7 @@ impl Default for ConsumerOptions {
         ConsumerOptions {
             concurrency: 8,
             max: None,
+            prefetch: 100,
             visibility_timeout: None,
             wait: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
@@ -138,6 +150,12 @@ impl Consumer {
         self
     }
 
+    /// Events leased ahead of a free handler.
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.options.prefetch = prefetch;
+        self
+    }
+
     /// The lease length.
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.options.visibility_timeout = Some(timeout);
@@ -188,6 +206,7 @@ impl Consumer {
             tasks: HashMap::new(),
             groups: HashSet::new(),
             waiting: HashMap::new(),
+            ahead: VecDeque::new(),
             extends: Vec::new(),
             report: ConsumerReport::default(),
         };
@@ -237,6 +256,8 @@ struct Run<'a, H> {
     groups: HashSet<String>,
     /// Events waiting for their group, in lease order.
     waiting: HashMap<String, VecDeque<LeasedEvent>>,
+    /// Events leased ahead, waiting for a free handler, in lease order.
+    ahead: VecDeque<LeasedEvent>,
     extends: Vec<JoinHandle<()>>,
     report: ConsumerReport,
 }
@@ -250,7 +271,14 @@ where
     async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let options = self.consumer.options.clone();
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut poll: Option<JoinHandle<Result<Vec<LeasedEvent>>>> = None;
+        // Leases on their way, and how many events each asked for.
+        let mut polls: JoinSet<Result<Vec<LeasedEvent>>> = JoinSet::new();
+        let mut asking: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let limit = options.concurrency + options.prefetch;
+        let max = options
+            .max
+            .map_or(DEFAULT_MAX, |m| m as usize)
+            .clamp(1, MAX_RECEIPTS);
         let mut backoff = Backoff::new();
         let mut next_poll = Instant::now();
         let mut stopping: Option<Instant> = None;
@@ -262,9 +290,17 @@ where
         heartbeat.reset();
 
         loop {
-            let free = options.concurrency.saturating_sub(self.held.len());
-            if stopping.is_none() && poll.is_none() && free > 0 && Instant::now() >= next_poll {
-                poll = Some(self.lease(free));
+            while stopping.is_none() && polls.len() < POLLS && Instant::now() >= next_poll {
+                let asked: usize = asking.values().sum();
+                let room = limit.saturating_sub(self.held.len() + asked);
+                // A lease asks for a good share of what fits, not for each
+                // slot as it frees: fewer, larger leases.
+                if room == 0 || room < max.min(limit).div_ceil(2) {
+                    break;
+                }
+                let n = room.min(max);
+                let task = polls.spawn(self.lease(n));
+                asking.insert(task.id(), n);
             }
             if stopping.is_some() && self.running.is_empty() {
                 break;
@@ -272,31 +308,44 @@ where
             tokio::select! {
                 () = &mut shutdown, if stopping.is_none() => {
                     stopping = Some(Instant::now() + options.shutdown_grace);
-                    if let Some(p) = poll.take() {
-                        p.abort();
-                    }
+                    polls.abort_all();
                     self.release_waiting();
                 }
-                answer = async { poll.as_mut().expect("guarded").await }, if poll.is_some() => {
-                    poll = None;
+                Some(answer) = polls.join_next_with_id() => {
+                    let task = match &answer {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    asking.remove(&task);
                     match answer {
-                        Ok(Ok(events)) => {
+                        Ok((_, Ok(events))) => {
                             backoff.reset();
-                            for event in events {
-                                self.take(event);
+                            if stopping.is_some() {
+                                // Arrived after all: hand them straight back.
+                                for event in events {
+                                    self.report.released += 1;
+                                    let _ = self.settle.send(nack(event.receipt, "consumer shut down".into(), Some(0)));
+                                }
+                            } else {
+                                for event in events {
+                                    self.take(event);
+                                }
+                                self.dispatch();
                             }
                         }
-                        Ok(Err(e)) if e.is_fatal() => {
+                        Ok((_, Err(e))) if e.is_fatal() => {
                             tracing::error!(error = %e, "the broker refuses this consumer; stopping");
                             failure = Some(e);
                             stopping = Some(Instant::now() + options.shutdown_grace);
+                            polls.abort_all();
                             self.release_waiting();
                         }
-                        Ok(Err(e)) => {
+                        Ok((_, Err(e))) => {
                             let wait = backoff.fail(e.retry_after());
                             tracing::warn!(error = %e, "leasing failed; trying again in {wait:?}");
                             next_poll = Instant::now() + wait;
                         }
+                        Err(join) if join.is_cancelled() => {}
                         Err(join) => {
                             let wait = backoff.fail(None);
                             tracing::warn!(error = %join, "the lease task failed; trying again in {wait:?}");
@@ -304,9 +353,14 @@ where
                         }
                     }
                 }
-                Some(done) = self.running.join_next_with_id() => self.finished(done),
+                Some(done) = self.running.join_next_with_id() => {
+                    self.finished(done);
+                    if stopping.is_none() {
+                        self.dispatch();
+                    }
+                }
                 _ = heartbeat.tick() => self.extend(),
-                () = sleep_until(next_poll), if stopping.is_none() && poll.is_none() && next_poll > Instant::now() => {}
+                () = sleep_until(next_poll), if stopping.is_none() && next_poll > Instant::now() => {}
                 () = sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {
                     // Grace is over: stop what still runs and hand it back.
                     self.running.abort_all();
@@ -322,26 +376,42 @@ where
         }
     }
 
-    /// A lease of at most `free` events, as a task the loop can drop.
-    fn lease(&self, free: usize) -> JoinHandle<Result<Vec<LeasedEvent>>> {
-        let options = &self.consumer.options;
-        // `free` is at least 1 here: the loop leases only with a free slot.
-        let max = options
-            .max
-            .map_or(options.concurrency, |m| m as usize)
-            .min(free)
-            .clamp(1, MAX_RECEIPTS);
+    /// A lease of at most `n` events.
+    fn lease(&self, n: usize) -> impl Future<Output = Result<Vec<LeasedEvent>>> + Send + 'static {
         let request = LeaseRequest {
-            max: Some(max as u32),
+            max: Some(n as u32),
             visibility_timeout_ms: Some(millis(self.visibility)),
-            wait_ms: Some(millis(options.wait)),
+            wait_ms: Some(millis(self.consumer.options.wait)),
         };
         let client = self.consumer.client.clone();
         let queue = self.consumer.queue.clone();
-        tokio::spawn(async move { client.lease_events(&queue, &request).await })
+        async move { client.lease_events(&queue, &request).await }
     }
 
-    /// A leased event: run it, or let it wait for its group.
+    /// Starts events leased ahead while handlers are free; an event whose
+    /// group is running waits for it instead.
+    fn dispatch(&mut self) {
+        while self.running.len() < self.consumer.options.concurrency {
+            let Some(event) = self.ahead.pop_front() else {
+                return;
+            };
+            match &event.group {
+                Some(group) if self.groups.contains(group) => {
+                    self.waiting
+                        .entry(group.clone())
+                        .or_default()
+                        .push_back(event);
+                }
+                Some(group) => {
+                    self.groups.insert(group.clone());
+                    self.start(event);
+                }
+                None => self.start(event),
+            }
+        }
+    }
+
+    /// A leased event: held, its lease extended, until it runs and settles.
     fn take(&mut self, event: LeasedEvent) {
         self.held.insert(
             event.id,
@@ -350,19 +420,7 @@ where
                 group: event.group.clone(),
             },
         );
-        match &event.group {
-            Some(group) if self.groups.contains(group) => {
-                self.waiting
-                    .entry(group.clone())
-                    .or_default()
-                    .push_back(event);
-            }
-            Some(group) => {
-                self.groups.insert(group.clone());
-                self.start(event);
-            }
-            None => self.start(event),
-        }
+        self.ahead.push_back(event);
     }
 
     fn start(&mut self, event: LeasedEvent) {
@@ -430,14 +488,14 @@ where
 
     /// At shutdown: the events waiting for their group go back at once.
     fn release_waiting(&mut self) {
-        for (_, events) in self.waiting.drain() {
-            for event in events {
-                if let Some(held) = self.held.remove(&event.id) {
-                    self.report.released += 1;
-                    let _ =
-                        self.settle
-                            .send(nack(held.receipt, "consumer shut down".into(), Some(0)));
-                }
+        let mut events: Vec<LeasedEvent> = self.ahead.drain(..).collect();
+        events.extend(self.waiting.drain().flat_map(|(_, events)| events));
+        for event in events {
+            if let Some(held) = self.held.remove(&event.id) {
+                self.report.released += 1;
+                let _ = self
+                    .settle
+                    .send(nack(held.receipt, "consumer shut down".into(), Some(0)));
             }
         }
     }
