@@ -1,9 +1,11 @@
 //! The OpenAPI document as clients read it: operationIds a generated client
 //! reads well with, plain-word tags, the license, every `$ref` resolving,
 //! the error table's codes, and the figures the server checks (the
-//! broker's `MAX_BATCH`, the rules' patterns). `.ci/schemathesis-check`
-//! holds the live server to the document; this holds the document to the
-//! contract.
+//! broker's `MAX_BATCH`, the rules' patterns); the shapes generators make
+//! good types of (shared values named once, named variants, no property
+//! of its own schema's name, formatted times, no security requirement on
+//! the open routes). `.ci/schemathesis-check` holds the live server to the
+//! document; this holds the document to the contract.
 
 mod common;
 
@@ -306,13 +308,6 @@ async fn every_error_answer_is_documented_with_the_error_body_and_the_tables_cod
         serde_json::json!({"type": "http", "scheme": "bearer"})
     );
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
-    for path in ["/api/health", "/api/health/ready"] {
-        assert_eq!(
-            doc["paths"][path]["get"]["security"],
-            serde_json::json!([{}]),
-            "{path}"
-        );
-    }
 }
 
 /// The schema of `field` of the component schema `name`.
@@ -320,10 +315,19 @@ fn field<'a>(doc: &'a Value, name: &str, field: &str) -> &'a Value {
     &doc["components"]["schemas"][name]["properties"][field]
 }
 
+/// Whether `schema` takes `null`: by a type list, or by a `oneOf` branch
+/// (the form of a nullable reference).
 fn nullable(schema: &Value) -> bool {
-    schema["type"]
-        .as_array()
-        .is_some_and(|t| t.contains(&"null".into()))
+    let null_type = |s: &Value| {
+        s["type"] == "null"
+            || s["type"]
+                .as_array()
+                .is_some_and(|t| t.contains(&"null".into()))
+    };
+    null_type(schema)
+        || schema["oneOf"]
+            .as_array()
+            .is_some_and(|branches| branches.iter().any(null_type))
 }
 
 #[tokio::test]
@@ -360,16 +364,9 @@ async fn optional_fields_are_nullable_where_null_means_absent_and_only_there() {
         assert!(!nullable(field(&doc, schema, name)), "{schema}.{name}");
     }
     // The dead-letter selection: null never stands for every dead event.
-    let ids = &doc["components"]["schemas"]["IdsIn"]["oneOf"];
-    assert_eq!(ids[0]["properties"]["ids"]["type"], "array");
-    assert_eq!(
-        ids[0]["properties"]["all"]["enum"],
-        serde_json::json!([false])
-    );
-    assert_eq!(
-        ids[1]["properties"]["all"]["enum"],
-        serde_json::json!([true])
-    );
+    for (variant, name) in [("IdsSome", "ids"), ("IdsSome", "all"), ("IdsAll", "all")] {
+        assert!(!nullable(field(&doc, variant, name)), "{variant}.{name}");
+    }
     // Any JSON value: no type at all.
     assert!(field(&doc, "EventIn", "payload").get("type").is_none());
     for name in [
@@ -505,16 +502,17 @@ async fn bounds_and_patterns_are_the_ones_the_server_checks() {
         .find(|p| p["name"] == "limit")
         .unwrap();
     whole(&limit["schema"], rules::DLQ_LIMIT, "limit");
-    for (method, path, op) in operations(&doc) {
-        for param in op["parameters"].as_array().into_iter().flatten() {
-            if param["name"] == "queue" {
-                assert_eq!(
-                    param["schema"]["pattern"], r"^[A-Za-z0-9_.-]{1,128}$",
-                    "{method} {path}"
-                );
-            }
-        }
-    }
+    let queue = &doc["components"]["schemas"]["QueueName"];
+    assert_eq!(queue["pattern"], r"^[A-Za-z0-9_.-]{1,128}$");
+    assert_eq!(
+        (&queue["minLength"], &queue["maxLength"]),
+        (&1.into(), &128.into())
+    );
+    let group = &doc["components"]["schemas"]["GroupName"];
+    assert_eq!(
+        (group["minLength"].as_u64(), group["maxLength"].as_u64()),
+        (Some(rules::GROUP.min as u64), Some(rules::GROUP.max as u64))
+    );
 }
 
 /// `leaseEvents` as `lease_events`: the name of an operation's method in
@@ -584,4 +582,332 @@ async fn every_operation_is_reachable_from_both_clients_and_the_cli() {
             "the CLI does not call {call}"
         );
     }
+}
+
+/// Every schema of the document with where it is: the named ones, those of
+/// parameters, bodies, answers and headers, and every schema within those.
+fn all_schemas(doc: &Value) -> Vec<(String, &Value)> {
+    let mut found = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        schemas_within(schema, name.clone(), &mut found);
+    }
+    schemas_under(&doc["paths"], "paths", &mut found);
+    schemas_under(&doc["components"]["responses"], "responses", &mut found);
+    found
+}
+
+/// The schemas of the `schema` fields under `value`, and those within them.
+fn schemas_under<'a>(value: &'a Value, at: &str, found: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let at = format!("{at}/{key}");
+                if key == "schema" {
+                    schemas_within(child, at, found);
+                } else {
+                    schemas_under(child, &at, found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                schemas_under(child, &format!("{at}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `schema` and the schemas within it; a property's place ends in
+/// `.name`, so that a field can be found by its name.
+fn schemas_within<'a>(schema: &'a Value, at: String, found: &mut Vec<(String, &'a Value)>) {
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        schemas_within(property, format!("{at}.{name}"), found);
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if schema[key].is_object() {
+            schemas_within(&schema[key], format!("{at}/{key}"), found);
+        }
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for (i, branch) in schema[key].as_array().into_iter().flatten().enumerate() {
+            schemas_within(branch, format!("{at}/{key}/{i}"), found);
+        }
+    }
+    found.push((at, schema));
+}
+
+/// Whether `schema` is a reference to the named schema `name`, or a
+/// nullable one (`oneOf` the reference and null).
+fn refers_to(schema: &Value, name: &str) -> bool {
+    let target = format!("#/components/schemas/{name}");
+    let is_target = |s: &Value| s["$ref"] == target.as_str();
+    is_target(schema)
+        || schema["oneOf"].as_array().is_some_and(|branches| {
+            branches.iter().any(is_target)
+                && branches.iter().all(|s| is_target(s) || s["type"] == "null")
+        })
+}
+
+/// Every parameter of the document as (method, path, name, schema).
+fn parameters(doc: &Value) -> Vec<(String, String, String, Value)> {
+    let mut found = Vec::new();
+    for (method, path, op) in operations(doc) {
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            let name = param["name"].as_str().unwrap().to_string();
+            found.push((method.clone(), path.clone(), name, param["schema"].clone()));
+        }
+    }
+    found
+}
+
+/// The property of a shared value's name must refer to its schema.
+const SHARED_FIELDS: [(&str, &str); 6] = [
+    ("queue", "QueueName"),
+    ("group", "GroupName"),
+    ("headers", "Headers"),
+    ("state", "EventState"),
+    ("id", "EventId"),
+    ("next", "EventId"),
+];
+
+/// The parameter of a shared value's name must refer to its schema.
+const SHARED_PARAMETERS: [(&str, &str); 4] = [
+    ("queue", "QueueName"),
+    ("state", "EventState"),
+    ("id", "EventId"),
+    ("after", "EventId"),
+];
+
+#[tokio::test]
+async fn shared_values_are_named_schemas_referred_to_wherever_they_appear() {
+    let doc = document(&Api::new()).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["EventState"]["enum"],
+        serde_json::json!(["ready", "delayed", "in_flight", "dead"])
+    );
+    assert_eq!(schemas["Headers"]["type"], "object");
+    assert_eq!(
+        schemas["Headers"]["additionalProperties"],
+        serde_json::json!({"type": "string"})
+    );
+    let mut referred = 0;
+    for (at, schema) in all_schemas(&doc) {
+        let Some((_, field)) = at.rsplit_once('.') else {
+            continue;
+        };
+        for (name, target) in SHARED_FIELDS {
+            if field == name {
+                assert!(refers_to(schema, target), "{at}: {schema}");
+                referred += 1;
+            }
+        }
+    }
+    assert_eq!(referred, 17, "properties of a shared value's name");
+    for (owner, field, target) in [
+        ("QueueOut", "name", "QueueName"),
+        ("EnqueuedBatch", "ids", "EventId"),
+        ("IdsSome", "ids", "EventId"),
+    ] {
+        let schema = field_of(&doc, owner, field);
+        assert!(
+            refers_to(schema, target) || refers_to(&schema["items"], target),
+            "{owner}.{field}"
+        );
+    }
+    let mut queues = 0;
+    for (method, path, name, schema) in parameters(&doc) {
+        for (shared, target) in SHARED_PARAMETERS {
+            if name == shared {
+                assert!(
+                    refers_to(&schema, target),
+                    "{method} {path} {name}: {schema}"
+                );
+                queues += usize::from(shared == "queue");
+            }
+        }
+    }
+    let with_queue = operations(&doc)
+        .iter()
+        .filter(|(_, path, _)| path.contains("{queue}"))
+        .count();
+    assert_eq!((queues, with_queue), (20, 20));
+    // No copy of a shared schema inline, where a generator would make a
+    // type of it again.
+    for (at, schema) in all_schemas(&doc) {
+        // A checkpoint's name takes the same characters, but is no queue's.
+        if at != "QueueName" && at != "CheckpointIn.name" {
+            assert_ne!(schema["pattern"], schemas["QueueName"]["pattern"], "{at}");
+        }
+        if at != "EventState" {
+            assert_ne!(schema["enum"], schemas["EventState"]["enum"], "{at}");
+        }
+    }
+}
+
+/// The schema of `field` of the component schema `name`, which must exist.
+fn field_of<'a>(doc: &'a Value, name: &str, field: &str) -> &'a Value {
+    let schema = &doc["components"]["schemas"][name]["properties"][field];
+    assert!(schema.is_object(), "{name}.{field}");
+    schema
+}
+
+#[tokio::test]
+async fn event_ids_are_one_schema_int64_for_generators_with_the_servers_bounds() {
+    let doc = document(&Api::new()).await;
+    let id = &doc["components"]["schemas"]["EventId"];
+    assert_eq!(
+        (&id["type"], &id["format"]),
+        (&"integer".into(), &"int64".into())
+    );
+    // The server reads every unsigned 64-bit id, as API.md promises.
+    assert_eq!(
+        (id["minimum"].as_u64(), id["maximum"].as_u64()),
+        (Some(0), Some(u64::MAX))
+    );
+    for (at, schema) in all_schemas(&doc) {
+        assert_ne!(schema["format"], "uint64", "{at}");
+    }
+    for owner in ["Enqueued", "LeasedEvent", "BrowsedEvent", "DeadEvent"] {
+        assert!(
+            refers_to(field_of(&doc, owner, "id"), "EventId"),
+            "{owner}.id"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_open_routes_need_no_security_rather_than_an_empty_requirement() {
+    let doc = document(&Api::new()).await;
+    for path in ["/api/health", "/api/health/ready"] {
+        assert_eq!(
+            doc["paths"][path]["get"]["security"],
+            serde_json::json!([]),
+            "{path}"
+        );
+    }
+    for (method, path, op) in operations(&doc) {
+        for requirement in op["security"].as_array().into_iter().flatten() {
+            assert_ne!(requirement, &serde_json::json!({}), "{method} {path}");
+        }
+    }
+}
+
+/// Whether `body` is valid by the dead-letter variant `variant`, read the
+/// way a validator reads it: required fields, no others, each of its
+/// schema.
+fn valid_variant(variant: &Value, body: &Value) -> bool {
+    let properties = variant["properties"].as_object().unwrap();
+    let required = variant["required"].as_array().into_iter().flatten();
+    let body = body.as_object().unwrap();
+    required
+        .into_iter()
+        .all(|r| body.contains_key(r.as_str().unwrap()))
+        && body.iter().all(|(key, value)| match key.as_str() {
+            "ids" if properties.contains_key("ids") => value
+                .as_array()
+                .is_some_and(|ids| ids.iter().all(|id| id.as_u64().is_some())),
+            "all" => properties["all"]["enum"]
+                .as_array()
+                .unwrap()
+                .contains(value),
+            _ => false,
+        })
+}
+
+#[tokio::test]
+async fn the_dead_letter_selections_variants_are_named_distinct_and_take_what_the_server_takes() {
+    let api = Api::new();
+    let doc = document(&api).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["IdsIn"]["oneOf"],
+        serde_json::json!([
+            {"$ref": "#/components/schemas/IdsSome"},
+            {"$ref": "#/components/schemas/IdsAll"},
+        ])
+    );
+    for name in ["IdsSome", "IdsAll"] {
+        assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+        assert!(
+            schemas[name]["properties"]["all"].get("const").is_none(),
+            "{name}"
+        );
+    }
+    assert_eq!(schemas["IdsSome"]["required"], serde_json::json!(["ids"]));
+    for path in [
+        "/api/queues/{queue}/dlq/redrive",
+        "/api/queues/{queue}/dlq/purge",
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/IdsIn"
+        );
+    }
+    // Exactly one variant takes each body the server takes; none takes a
+    // body it refuses.
+    api.enqueue_q(serde_json::json!({"payload": 1})).await;
+    let bodies = [
+        (r#"{}"#, true),
+        (r#"{"all": true}"#, true),
+        (r#"{"ids": [1, 2]}"#, true),
+        (r#"{"ids": [], "all": false}"#, true),
+        (r#"{"all": false}"#, false),
+        (r#"{"ids": [1], "all": true}"#, false),
+        (r#"{"ids": null}"#, false),
+        (r#"{"all": null}"#, false),
+        (r#"{"ids": [1], "more": 1}"#, false),
+    ];
+    for (body, valid) in bodies {
+        let json: Value = serde_json::from_str(body).unwrap();
+        let taking: Vec<&str> = ["IdsSome", "IdsAll"]
+            .into_iter()
+            .filter(|name| valid_variant(&schemas[*name], &json))
+            .collect();
+        assert_eq!(taking.len(), usize::from(valid), "{body}: {taking:?}");
+        for action in ["redrive", "purge"] {
+            let (status, answer) = api.post(&format!("/api/queues/q/dlq/{action}"), body).await;
+            let wanted = if valid { 200 } else { 400 };
+            assert_eq!(status.as_u16(), wanted, "{action} {body}: {answer}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_schema_holds_a_property_of_its_own_name() {
+    let doc = document(&Api::new()).await;
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let own = snake_case(name);
+        let own = own.trim_start_matches('_');
+        for property in schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| p)
+        {
+            assert_ne!(property, own, "{name}.{property}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_time_is_a_date_time_in_lists_too() {
+    let doc = document(&Api::new()).await;
+    let mut times = 0;
+    for (at, schema) in all_schemas(&doc) {
+        if at
+            .rsplit_once('.')
+            .is_some_and(|(_, field)| field.ends_with("_at"))
+        {
+            let format = match schema["type"] == "array" {
+                true => &schema["items"]["format"],
+                false => &schema["format"],
+            };
+            assert_eq!(format, "date-time", "{at}: {schema}");
+            times += 1;
+        }
+    }
+    assert_eq!(times, 9, "fields of times");
 }

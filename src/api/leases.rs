@@ -154,7 +154,7 @@ impl Described for ExtendIn {
 #[utoipa::path(post, path = "/api/queues/{queue}/ack", operation_id = "ackEvents", tag = "leases",
     params(doc::QueuePath), request_body = doc::ReceiptsIn,
     responses(
-        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::SettleResults),
         (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody),
         (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn ack(
@@ -171,7 +171,7 @@ pub(crate) async fn ack(
 #[utoipa::path(post, path = "/api/queues/{queue}/nack", operation_id = "nackEvents", tag = "leases",
     params(doc::QueuePath), request_body = doc::NackIn,
     responses(
-        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::SettleResults),
         (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody),
         (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn nack(
@@ -193,7 +193,7 @@ pub(crate) async fn nack(
 #[utoipa::path(post, path = "/api/queues/{queue}/extend", operation_id = "extendLeases", tag = "leases",
     params(doc::QueuePath), request_body = doc::ExtendIn,
     responses(
-        (status = 200, description = "One result per receipt; at least one ok", body = doc::Results),
+        (status = 200, description = "One result per receipt; at least one ok", body = doc::SettleResults),
         (status = 409, description = "lease_lost: no receipt was ok; `results` says why", body = doc::ErrorBody)))]
 pub(crate) async fn extend(
     State(state): State<AppState>,

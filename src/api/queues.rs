@@ -67,7 +67,7 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
 
 /// Every queue with its counts and settings.
 #[utoipa::path(get, path = "/api/queues", operation_id = "listQueues", tag = "queues",
-    responses((status = 200, description = "Every queue with its counts and settings", body = doc::Queues)))]
+    responses((status = 200, description = "Every queue with its counts and settings", body = doc::QueueList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
     let queues: Vec<Value> = state.broker.queues().iter().map(stats_json).collect();
     Json(json!({ "queues": queues }))
@@ -267,7 +267,7 @@ impl IdsIn {
 #[utoipa::path(post, path = "/api/queues/{queue}/dlq/redrive", operation_id = "redriveDeadLetters", tag = "dlq",
     params(doc::QueuePath), request_body = doc::IdsIn,
     responses(
-        (status = 200, description = "How many dead events are ready again", body = doc::Redriven),
+        (status = 200, description = "How many dead events are ready again", body = doc::RedriveOut),
         (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
@@ -283,7 +283,7 @@ pub(crate) async fn redrive(
 #[utoipa::path(post, path = "/api/queues/{queue}/dlq/purge", operation_id = "purgeDeadLetters", tag = "dlq",
     params(doc::QueuePath), request_body = doc::IdsIn,
     responses(
-        (status = 200, description = "How many dead events were deleted", body = doc::Purged),
+        (status = 200, description = "How many dead events were deleted", body = doc::PurgeOut),
         (status = 507, description = "storage_full: the disk was full; nothing was stored", body = doc::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,

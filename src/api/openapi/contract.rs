@@ -68,6 +68,7 @@ impl Modify for Contract {
                         .responses
                         .insert("403".into(), forbidden.into());
                 }
+                no_requirement_when_open(operation);
                 not_null_when_optional(operation);
                 add_shared_answers(operation);
             }
@@ -89,6 +90,22 @@ const ADMIN_OPERATIONS: [&str; 11] = [
     "pauseQueue",
     "resumeQueue",
 ];
+
+/// utoipa writes `security(())` as `[{}]`: one requirement naming no
+/// scheme, which generators read as a requirement all the same and give
+/// the operation a token. `[]` is OpenAPI's way of saying that an
+/// operation needs nothing, overriding the document's `bearer`.
+fn no_requirement_when_open(operation: &mut Operation) {
+    let Some(security) = operation.security.as_mut() else {
+        return;
+    };
+    if security
+        .iter()
+        .all(|r| r == &SecurityRequirement::default())
+    {
+        security.clear();
+    }
+}
 
 /// utoipa writes the body of an `Option<T>` as `oneOf: [null, T]`; the
 /// server takes an absent body for the defaults, not a JSON `null`, so an

@@ -3,30 +3,29 @@
 
 #![allow(dead_code)] // The schema types are read by the derive, never built.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
-use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Schema};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{KnownFormat, Ref, RefOr, SchemaFormat};
 use utoipa::{PartialSchema, ToSchema};
 
-use super::EventStateName;
+use super::{EventId, EventState, GroupName, Headers, QueueName};
 use event_broker_core::Limits;
 
 /// An event as browsing shows it, not leased by the browse.
 #[derive(ToSchema)]
 pub struct BrowsedEvent {
-    id: u64,
-    #[schema(inline)]
-    state: EventStateName,
+    id: EventId,
+    state: EventState,
     /// Deliveries so far, the current lease included.
     attempt: u32,
     /// Higher is delivered first.
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
     /// Its ordering group; `null` when it has none.
-    #[schema(required = true, min_length = 1, max_length = 128)]
-    group: Option<String>,
+    #[schema(required = true)]
+    group: Option<GroupName>,
     #[schema(format = DateTime)]
     enqueued_at: String,
     /// When it is visible: its visible time when ready or delayed, the end
@@ -39,7 +38,7 @@ pub struct BrowsedEvent {
     /// Why its last delivery failed, if it said.
     #[schema(required = true)]
     last_error: Option<String>,
-    headers: BTreeMap<String, String>,
+    headers: Headers,
     /// The payload as it was sent; left out with `payload=false`.
     #[schema(required = false)]
     payload: Value,
@@ -51,7 +50,7 @@ pub struct BrowsePage {
     events: Vec<BrowsedEvent>,
     /// The `after` of the next page; `null` when the listing is complete.
     #[schema(required = true)]
-    next: Option<u64>,
+    next: Option<EventId>,
 }
 
 /// One event to enqueue.
@@ -68,7 +67,7 @@ pub struct EventIn {
     #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
     /// Handed back with the event.
-    headers: Option<BTreeMap<String, String>>,
+    headers: Option<Headers>,
     /// Higher is delivered first; default 0.
     #[schema(minimum = 0, maximum = 255)]
     priority: Option<u8>,
@@ -79,8 +78,7 @@ pub struct EventIn {
     /// Its ordering group: the group's events are delivered one at a time
     /// (the queue's `group_concurrency`), in id order, and leases take
     /// turns across groups.
-    #[schema(min_length = 1, max_length = 128)]
-    group: Option<String>,
+    group: Option<GroupName>,
 }
 
 /// The body of an enqueue: one event, or a batch of 1 to MAX_BATCH, stored
@@ -111,7 +109,7 @@ impl ToSchema for EventsIn {
 /// The answer to one enqueued event.
 #[derive(ToSchema)]
 pub struct Enqueued {
-    id: u64,
+    id: EventId,
     /// True when the idempotency key named an earlier event: nothing was stored.
     duplicate: bool,
     /// When the event expires; only there when it does.
@@ -122,10 +120,20 @@ pub struct Enqueued {
 /// The answer to a batch: the ids in the order of the events.
 #[derive(ToSchema)]
 pub struct EnqueuedBatch {
-    ids: Vec<u64>,
-    /// When each event expires, `null` for one that does not; only there
-    /// when one of them does.
+    ids: Vec<EventId>,
+    #[schema(schema_with = expiries)]
     expires_at: Option<Vec<Option<String>>>,
+}
+
+/// The `expires_at` of a batch: a time or `null` per event, written by hand
+/// so that the `date-time` format is on the items, where the times are.
+fn expiries() -> ArrayBuilder {
+    let time = ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    ArrayBuilder::new().items(time).description(Some(
+        "When each event expires, `null` for one that does not; only there when one of them does",
+    ))
 }
 
 /// The answer to an enqueue: [`Enqueued`] for one event, [`EnqueuedBatch`] for a batch.
@@ -164,11 +172,11 @@ pub struct LeaseIn {
 /// A leased event.
 #[derive(ToSchema)]
 pub struct LeasedEvent {
-    id: u64,
-    queue: String,
+    id: EventId,
+    queue: QueueName,
     /// The payload as it was sent.
     payload: Value,
-    headers: BTreeMap<String, String>,
+    headers: Headers,
     /// Deliveries so far, this one included.
     #[schema(minimum = 1)]
     attempt: u32,
@@ -176,8 +184,8 @@ pub struct LeasedEvent {
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
     /// Its ordering group; `null` when it has none.
-    #[schema(required = true, min_length = 1, max_length = 128)]
-    group: Option<String>,
+    #[schema(required = true)]
+    group: Option<GroupName>,
     #[schema(format = DateTime)]
     enqueued_at: String,
     /// When it expires; `null` when it does not. A lease may outlast it.
@@ -247,8 +255,10 @@ pub enum ReceiptStatus {
     NotFound,
 }
 
-/// One result per receipt, in the order of the request.
+/// The answer to an ack, nack or extend: one result per receipt, in the
+/// order of the request.
+// Not `Results`: see `QueueList`.
 #[derive(ToSchema)]
-pub struct Results {
+pub struct SettleResults {
     results: Vec<ReceiptResult>,
 }

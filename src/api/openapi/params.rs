@@ -1,17 +1,20 @@
 //! The parameters of the routes: the path's queue and id, and the queries
-//! of a browse and a dead-letter listing.
+//! of a browse and a dead-letter listing. A queue's name, an event's id and
+//! an event's state are references to the shared schemas of [`super::names`],
+//! so that a generated client has one type of each.
 
 #![allow(dead_code)] // The parameter types are read by the derive, never built.
 
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
+
+use super::{EventId, EventState, QueueName};
 
 /// The `{queue}` of a route's path.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct QueuePath {
     /// The queue's name.
-    #[param(pattern = r"^[A-Za-z0-9_.-]{1,128}$", min_length = 1, max_length = 128)]
-    queue: String,
+    queue: QueueName,
 }
 
 /// The query of a dead-letter listing.
@@ -22,13 +25,8 @@ pub struct DlqQuery {
     #[param(minimum = 1, maximum = 1000, required = false)]
     limit: u32,
     /// Only ids above this one: the `next` of the previous page.
-    #[param(
-        format = "uint64",
-        minimum = 0,
-        maximum = 18446744073709551615usize,
-        required = false
-    )]
-    after: u64,
+    #[param(required = false)]
+    after: EventId,
 }
 
 /// The `{id}` of an event's path.
@@ -36,18 +34,7 @@ pub struct DlqQuery {
 #[into_params(parameter_in = Path)]
 pub struct EventIdPath {
     /// The event's id.
-    #[param(format = "uint64", minimum = 0, maximum = 18446744073709551615usize)]
-    id: u64,
-}
-
-/// The state of an event, as browsing shows it.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum EventStateName {
-    Ready,
-    Delayed,
-    InFlight,
-    Dead,
+    id: EventId,
 }
 
 /// The query of a browse.
@@ -55,19 +42,14 @@ pub enum EventStateName {
 #[into_params(parameter_in = Query)]
 pub struct BrowseQuery {
     /// Only events in this state; every state when left out.
-    #[param(required = false, inline)]
-    state: EventStateName,
+    #[param(required = false)]
+    state: EventState,
     /// Events per page; default 100.
     #[param(minimum = 1, maximum = 1000, required = false)]
     limit: u32,
     /// Only ids above this one: the `next` of the previous page.
-    #[param(
-        format = "uint64",
-        minimum = 0,
-        maximum = 18446744073709551615usize,
-        required = false
-    )]
-    after: u64,
+    #[param(required = false)]
+    after: EventId,
     /// Whether each event carries its payload; default true.
     #[param(required = false)]
     payload: bool,

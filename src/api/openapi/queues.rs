@@ -2,20 +2,20 @@
 
 #![allow(dead_code)] // The schema types are read by the derive, never built.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
-use utoipa::openapi::RefOr;
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
+
+use super::{EventId, GroupName, Headers, QueueName};
 
 /// A queue: events in each state now, totals since the start, and its
 /// settings in force.
 #[derive(ToSchema)]
 pub struct QueueOut {
-    name: String,
+    name: QueueName,
     ready: u64,
     delayed: u64,
     in_flight: u64,
@@ -130,26 +130,29 @@ pub struct SettingsIn {
 }
 
 /// Every queue.
+// Not `Queues`: for a schema holding a property of its own name,
+// openapi-python-client writes code that gives one variable both types,
+// which `mypy --strict` refuses. The same holds for the answers below.
 #[derive(ToSchema)]
-pub struct Queues {
+pub struct QueueList {
     queues: Vec<QueueOut>,
 }
 
 /// A dead event.
 #[derive(ToSchema)]
 pub struct DeadEvent {
-    id: u64,
+    id: EventId,
     /// The payload as it was sent.
     payload: Value,
-    headers: BTreeMap<String, String>,
+    headers: Headers,
     /// Failed deliveries.
     attempts: u32,
     /// Higher is delivered first, once redriven.
     #[schema(minimum = 0, maximum = 255)]
     priority: u8,
     /// Its ordering group; `null` when it has none.
-    #[schema(required = true, min_length = 1, max_length = 128)]
-    group: Option<String>,
+    #[schema(required = true)]
+    group: Option<GroupName>,
     last_error: Option<String>,
     #[schema(format = DateTime)]
     dead_at: String,
@@ -161,53 +164,101 @@ pub struct DlqPage {
     events: Vec<DeadEvent>,
     /// The `after` of the next page; `null` when the listing is complete.
     #[schema(required = true)]
-    next: Option<u64>,
+    next: Option<EventId>,
 }
 
-/// Which dead events a redrive or purge takes: `{"ids": [...]}` for those,
-/// `{}` or `{"all": true}` for every one. A missing body, `{"all": false}`
-/// without ids, and ids with `"all": true` are refused.
+/// Which dead events a redrive or purge takes: [`IdsSome`] or [`IdsAll`].
+/// A missing body, `{"all": false}` without ids, and ids with
+/// `"all": true` are refused, and are neither.
 pub struct IdsIn;
 
 impl PartialSchema for IdsIn {
     fn schema() -> RefOr<Schema> {
-        let closed = || Some(AdditionalProperties::FreeForm(false));
-        let flag = |value: bool| {
-            ObjectBuilder::new()
-                .schema_type(Type::Boolean)
-                .enum_values(Some([value]))
-        };
-        let id = ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .format(Some(utoipa::openapi::SchemaFormat::Custom("uint64".into())))
-            .minimum(Some(0))
-            .maximum(Some(u64::MAX as usize));
-        let some = ObjectBuilder::new()
-            .description(Some("Those dead events"))
-            .property("ids", ArrayBuilder::new().items(id))
-            .required("ids")
-            .property("all", flag(false))
-            .additional_properties(closed());
-        let every = ObjectBuilder::new()
-            .description(Some("Every dead event of the queue"))
-            .property("all", flag(true))
-            .additional_properties(closed());
-        OneOfBuilder::new().item(some).item(every).into()
+        OneOfBuilder::new()
+            .description(Some(
+                "Which dead events: `{\"ids\": [...]}` for those, `{}` or `{\"all\": true}` for every one",
+            ))
+            .item(Ref::from_schema_name("IdsSome"))
+            .item(Ref::from_schema_name("IdsAll"))
+            .into()
     }
 }
 
-impl ToSchema for IdsIn {}
+impl ToSchema for IdsIn {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("IdsSome".into(), IdsSome::schema()));
+        schemas.push(("IdsAll".into(), IdsAll::schema()));
+    }
+}
+
+/// The flag `all` with the one value a variant of [`IdsIn`] allows: an
+/// `enum` of one value, not a `const`, which OpenAPI 3.0 does not have and
+/// from which openapi-python-client 0.29 (given no type beside it) writes
+/// Python that does not parse for `false`. It reads a boolean `enum` as any
+/// boolean, so both variants' classes take either value; the server
+/// refuses the wrong one.
+fn all_flag(value: bool) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([value]))
+}
+
+/// `{"ids": [...]}`: those dead events. Named, as are [`IdsAll`], so that
+/// generated clients do not number them (`IdsInType0`, `IdsInType1`).
+pub struct IdsSome;
+
+impl PartialSchema for IdsSome {
+    fn schema() -> RefOr<Schema> {
+        let ids = ArrayBuilder::new()
+            .items(Ref::from_schema_name("EventId"))
+            .description(Some(
+                "The dead events, by id; an id not dead in the queue is passed over",
+            ));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("Those dead events"))
+            .property("ids", ids)
+            .required("ids")
+            .property(
+                "all",
+                all_flag(false).description(Some("May be sent as false")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for IdsSome {}
+
+/// `{}` or `{"all": true}`: every dead event of the queue.
+pub struct IdsAll;
+
+impl PartialSchema for IdsAll {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Every dead event of the queue: `{}` or `{\"all\": true}`",
+            ))
+            .property("all", all_flag(true))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for IdsAll {}
 
 /// The answer to a redrive.
+// Not `Redriven`, nor `PurgeOut` `Purged`: see `QueueList`.
 #[derive(ToSchema)]
-pub struct Redriven {
+pub struct RedriveOut {
     /// Dead events put back to ready.
     redriven: u64,
 }
 
 /// The answer to a purge.
 #[derive(ToSchema)]
-pub struct Purged {
+pub struct PurgeOut {
     /// Dead events deleted.
     purged: u64,
 }
@@ -243,7 +294,7 @@ pub struct SubscriptionIn {
 /// A webhook subscription as shown; the secret is never shown.
 #[derive(ToSchema)]
 pub struct SubscriptionOut {
-    queue: String,
+    queue: QueueName,
     url: String,
     concurrency: u32,
     timeout_ms: u64,
