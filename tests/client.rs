@@ -226,6 +226,7 @@ async fn every_operation_round_trips_through_the_client() {
     assert!(status.queues.iter().any(|queue| queue.name == q));
     assert!(c.metrics().await.unwrap().contains("event_broker_"));
     assert_eq!(c.openapi().await.unwrap()["info"]["title"], "event-broker");
+    assert_eq!(c.openapi30().await.unwrap()["openapi"], "3.0.3");
     let checkpoint = c.create_checkpoint(Some("nightly")).await.unwrap();
     assert_eq!(checkpoint.path, "checkpoints/nightly");
     assert!(c.create_checkpoint(None).await.is_ok());

@@ -4,8 +4,9 @@
 //! broker's `MAX_BATCH`, the rules' patterns); the shapes generators make
 //! good types of (shared values named once, named variants, no property
 //! of its own schema's name, formatted times, no security requirement on
-//! the open routes). `.ci/schemathesis-check` holds the live server to the
-//! document; this holds the document to the contract.
+//! the open routes); and the OpenAPI 3.0 rendering. `.ci/schemathesis-check`
+//! holds the live server to the document; this holds the document to the
+//! contract.
 
 mod common;
 
@@ -17,7 +18,7 @@ use event_broker_core::rules;
 use serde_json::Value;
 
 /// Every operation: method, path, operationId and tag.
-const OPERATIONS: [(&str, &str, &str, &str); 27] = [
+const OPERATIONS: [(&str, &str, &str, &str); 28] = [
     (
         "post",
         "/api/queues/{queue}/events",
@@ -104,6 +105,7 @@ const OPERATIONS: [(&str, &str, &str, &str); 27] = [
     ("get", "/api/status", "status", "operations"),
     ("get", "/api/metrics", "metrics", "operations"),
     ("get", "/api/openapi.json", "openapi", "operations"),
+    ("get", "/api/openapi-3.0.json", "openapi30", "operations"),
     ("post", "/api/admin/checkpoint", "createCheckpoint", "admin"),
 ];
 
@@ -910,4 +912,99 @@ async fn every_time_is_a_date_time_in_lists_too() {
         }
     }
     assert_eq!(times, 9, "fields of times");
+}
+
+/// Every object under `value` with where it is.
+fn objects<'a>(
+    value: &'a Value,
+    at: &str,
+    found: &mut Vec<(String, &'a serde_json::Map<String, Value>)>,
+) {
+    match value {
+        Value::Object(map) => {
+            found.push((at.to_string(), map));
+            for (key, child) in map {
+                objects(child, &format!("{at}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                objects(child, &format!("{at}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_3_0_rendering_is_the_same_api_in_3_0_3_terms() {
+    let api = Api::new();
+    let doc = document(&api).await;
+    let (status, doc30) = api.get("/api/openapi-3.0.json").await;
+    assert_eq!(status, 200, "{doc30}");
+    assert_eq!(doc30["openapi"], "3.0.3");
+    assert_eq!(doc30["info"]["license"], serde_json::json!({"name": "MIT"}));
+    let mut found = Vec::new();
+    objects(&doc30, "", &mut found);
+    for (at, object) in found {
+        assert!(!object.contains_key("const"), "{at}");
+        assert!(!object.contains_key("propertyNames"), "{at}");
+        if let Some(kind) = object.get("type") {
+            assert!(kind.is_string() && kind != "null", "{at}: {kind}");
+        }
+        // 3.0 reads nothing beside a `$ref`.
+        if object.contains_key("$ref") && !at.ends_with("/links") {
+            assert_eq!(object.len(), 1, "{at}: {object:?}");
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc30, "", &mut found);
+    for (at, target) in found {
+        let pointer = target.strip_prefix('#').unwrap();
+        assert!(
+            doc30.pointer(pointer).is_some(),
+            "{at}: {target} does not resolve"
+        );
+    }
+    // The same operations and named schemas as the 3.1 document.
+    let ids = |doc: &Value| -> BTreeSet<(String, String, String)> {
+        operations(doc)
+            .into_iter()
+            .map(|(m, p, op)| (m, p, op["operationId"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&doc30), ids(&doc));
+    let names = |doc: &Value| -> Vec<String> {
+        doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(names(&doc30), names(&doc));
+    // Null where 3.1 takes it, as 3.0 says it.
+    let delay = field_of(&doc30, "EventIn", "delay_ms");
+    assert_eq!(
+        (&delay["type"], &delay["nullable"]),
+        (&"integer".into(), &true.into())
+    );
+    let group = field_of(&doc30, "LeasedEvent", "group");
+    assert_eq!(group["nullable"], true, "{group}");
+    assert_eq!(
+        group["allOf"],
+        serde_json::json!([{"$ref": "#/components/schemas/GroupName"}])
+    );
+    let expiries = &field_of(&doc30, "EnqueuedBatch", "expires_at")["items"];
+    assert_eq!(
+        (
+            &expiries["type"],
+            &expiries["format"],
+            &expiries["nullable"]
+        ),
+        (&"string".into(), &"date-time".into(), &true.into())
+    );
+    assert!(field_of(&doc30, "SettingsIn", "message_ttl_ms")["nullable"] == true);
+    assert!(field_of(&doc30, "QueueSettings", "message_ttl_ms")["nullable"] == true);
+    assert!(field_of(&doc30, "IdsSome", "ids").get("nullable").is_none());
 }

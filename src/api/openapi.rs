@@ -3,7 +3,8 @@
 //! submodules ([`names`], [`params`], [`events`], [`queues`], [`ops`]),
 //! which describe the parameters and bodies the handlers read and write
 //! (the handlers themselves decode borrowed raw JSON, which has no schema
-//! of its own). [`contract`] adds what every route shares.
+//! of its own). [`contract`] adds what every route shares, and [`v30`]
+//! renders the document as OpenAPI 3.0 at `GET /api/openapi-3.0.json`.
 //!
 //! The document promises what the server does, and no more: a request valid
 //! by its schemas is accepted (or meets a documented refusal such as 404 or
@@ -38,6 +39,7 @@ mod names;
 mod ops;
 mod params;
 mod queues;
+mod v30;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -57,7 +59,9 @@ pub use params::*;
 pub use queues::*;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(document))
+    Router::new()
+        .route("/api/openapi.json", get(document))
+        .route("/api/openapi-3.0.json", get(document30))
 }
 
 /// This OpenAPI document.
@@ -65,6 +69,13 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "This API as OpenAPI 3.1", body = Object)))]
 async fn document(State(state): State<AppState>) -> Json<Value> {
     Json(ApiDoc::json(state.broker.limits()))
+}
+
+/// This OpenAPI document as OpenAPI 3.0.3.
+#[utoipa::path(get, path = "/api/openapi-3.0.json", operation_id = "openapi30", tag = "operations",
+    responses((status = 200, description = "This API as OpenAPI 3.0.3, for generators that read only 3.0", body = Object)))]
+async fn document30(State(state): State<AppState>) -> Json<Value> {
+    Json(v30::downgrade(ApiDoc::json(state.broker.limits())))
 }
 
 #[derive(OpenApi)]
@@ -102,6 +113,7 @@ async fn document(State(state): State<AppState>) -> Json<Value> {
         super::ops::metrics,
         super::admin::checkpoint,
         document,
+        document30,
     ),
     // The shared schemas are listed rather than left to come in with the
     // bodies that refer to them: parameters refer to them too, and must

@@ -68,6 +68,7 @@ def test_async_client_round_trips(broker: Broker, queue: str) -> None:
             assert (await client.status()).version
             assert "event_broker" in await client.metrics()
             assert "paths" in await client.openapi()
+            assert (await client.openapi30())["openapi"] == "3.0.3"
             assert (await client.create_checkpoint()).segments >= 1
             await client.delete_queue(queue)
             with pytest.raises(NotFound):

@@ -32,11 +32,11 @@ from event_broker import (
 )
 
 OPERATION_IDS = [
-    "metrics", "health", "ready", "status", "openapi", "createCheckpoint", "listQueues", "getQueue",
-    "putQueueSettings", "patchQueueSettings", "deleteQueue", "pauseQueue", "resumeQueue", "enqueueEvents",
-    "leaseEvents", "ackEvents", "nackEvents", "extendLeases", "listDeadLetters", "redriveDeadLetters",
-    "purgeDeadLetters", "browseEvents", "getEvent", "cancelEvent", "putSubscription", "getSubscription",
-    "deleteSubscription",
+    "metrics", "health", "ready", "status", "openapi", "openapi30", "createCheckpoint", "listQueues",
+    "getQueue", "putQueueSettings", "patchQueueSettings", "deleteQueue", "pauseQueue", "resumeQueue",
+    "enqueueEvents", "leaseEvents", "ackEvents", "nackEvents", "extendLeases", "listDeadLetters",
+    "redriveDeadLetters", "purgeDeadLetters", "browseEvents", "getEvent", "cancelEvent", "putSubscription",
+    "getSubscription", "deleteSubscription",
 ]  # fmt: skip
 
 
@@ -240,6 +240,7 @@ def test_operations(client: Client, queue: str) -> None:
     assert status.config["BIND_ADDR"] == "127.0.0.1"
     assert "event_broker_" in client.metrics()
     assert client.openapi()["openapi"].startswith("3.1")
+    assert client.openapi30()["openapi"] == "3.0.3"
     checkpoint = client.create_checkpoint(queue)
     assert checkpoint.path == f"checkpoints/{queue}" and checkpoint.segments >= 1 and checkpoint.bytes > 0
     with pytest.raises(Conflict):

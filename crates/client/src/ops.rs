@@ -347,6 +347,12 @@ impl Client {
         self.call(&Call::get("/openapi.json".into())).await
     }
 
+    /// `openapi30`: the same document as OpenAPI 3.0.3, for generators
+    /// that read only 3.0.
+    pub async fn openapi30(&self) -> Result<Value> {
+        self.call(&Call::get("/openapi-3.0.json".into())).await
+    }
+
     /// `createCheckpoint`: a consistent copy of the log, named or named by the time.
     pub async fn create_checkpoint(&self, name: Option<&str>) -> Result<Checkpoint> {
         let path = "/admin/checkpoint".to_owned();

@@ -265,6 +265,10 @@ def openapi() -> Call[dict[str, Any]]:
     return Call("GET", "/openapi.json", _reader(_object))
 
 
+def openapi30() -> Call[dict[str, Any]]:
+    return Call("GET", "/openapi-3.0.json", _reader(_object))
+
+
 def create_checkpoint(name: str | None) -> Call[Checkpoint]:
     return Call("POST", "/admin/checkpoint", _reader(Checkpoint.from_json), body=_some(name=name))
 

@@ -261,6 +261,11 @@ class Client:
         """``GET /api/openapi.json``: the API as an OpenAPI 3.1 document."""
         return self._send(_ops.openapi())
 
+    def openapi30(self) -> dict[str, Any]:
+        """``GET /api/openapi-3.0.json``: the same document as OpenAPI 3.0.3,
+        for generators that read only 3.0."""
+        return self._send(_ops.openapi30())
+
     def create_checkpoint(self, name: str | None = None) -> Checkpoint:
         """``POST /api/admin/checkpoint``: a crash-safe copy of the log under
         ``DATA_DIR/checkpoints/<name>`` (default name: the time). Admin route;
@@ -620,6 +625,10 @@ class AsyncClient:
     async def openapi(self) -> dict[str, Any]:
         """``GET /api/openapi.json``; see :meth:`Client.openapi`."""
         return await self._send(_ops.openapi())
+
+    async def openapi30(self) -> dict[str, Any]:
+        """``GET /api/openapi-3.0.json``; see :meth:`Client.openapi30`."""
+        return await self._send(_ops.openapi30())
 
     async def create_checkpoint(self, name: str | None = None) -> Checkpoint:
         """``POST /api/admin/checkpoint``; see :meth:`Client.create_checkpoint`."""
