@@ -5,8 +5,8 @@
 //! good types of (shared values named once, named variants, no property
 //! of its own schema's name, formatted times, no security requirement on
 //! the open routes); and the OpenAPI 3.0 rendering. `.ci/schemathesis-check`
-//! holds the live server to the document; this holds the document to the
-//! contract.
+//! holds the live server to the document and `.ci/openapi-clients-check`
+//! generates clients from it; this holds the document to the contract.
 
 mod common;
 
