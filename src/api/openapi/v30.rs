@@ -102,15 +102,17 @@ pub fn downgrade(mut doc: Value) -> Value {
 }
 
 /// Rewrites the schemas of parameters, headers and media types under
-/// `value`: the values of its `schema` fields.
+/// `value`: the values of its `schema` fields. Examples are any JSON, and
+/// one with a field named `schema` holds no schema: they are copied as
+/// they are.
 fn schemas_in(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                if key == "schema" {
-                    schema(child);
-                } else {
-                    schemas_in(child);
+                match key.as_str() {
+                    "schema" => schema(child),
+                    "example" | "examples" => {}
+                    _ => schemas_in(child),
                 }
             }
         }
@@ -398,13 +400,15 @@ mod tests {
     }
 
     #[test]
-    fn the_document_is_3_0_3_without_3_1_fields_and_its_parameters_are_rewritten() {
+    fn the_document_is_3_0_3_without_3_1_fields_and_its_parameters_are_rewritten_but_not_examples()
+    {
         let doc = downgrade(json!({
             "openapi": "3.1.0",
             "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
             "info": {"title": "t", "summary": "s", "license": {"name": "MIT", "identifier": "MIT"}},
             "paths": {"/a": {"get": {"parameters": [
-                {"name": "q", "in": "query", "schema": {"type": ["integer", "null"]}}
+                {"name": "q", "in": "query", "schema": {"type": ["integer", "null"]},
+                 "example": {"schema": {"const": 1}}}
             ]}}},
             "webhooks": {},
         }));
@@ -414,7 +418,8 @@ mod tests {
                 "openapi": "3.0.3",
                 "info": {"title": "t", "license": {"name": "MIT"}},
                 "paths": {"/a": {"get": {"parameters": [
-                    {"name": "q", "in": "query", "schema": {"type": "integer", "nullable": true}}
+                    {"name": "q", "in": "query", "schema": {"type": "integer", "nullable": true},
+                     "example": {"schema": {"const": 1}}}
                 ]}}},
             })
         );
