@@ -333,16 +333,19 @@ async fn a_handler_taking_three_visibility_timeouts_keeps_its_lease() {
     fill(&c, "slow", 1).await;
     let runs = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&runs);
+    let handled = Arc::new(tokio::sync::Notify::new());
+    let done = Arc::clone(&handled);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = Consumer::new(c.clone(), "slow")
         .visibility_timeout(Duration::from_millis(900))
         .wait(Duration::from_millis(200));
     let run = tokio::spawn(consumer.run(
         move |event| {
-            let seen = Arc::clone(&seen);
+            let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
             async move {
                 seen.lock().unwrap().push((event.id, event.attempt));
                 tokio::time::sleep(Duration::from_millis(2900)).await;
+                done.notify_one();
                 Ok::<(), String>(())
             }
         },
@@ -350,7 +353,9 @@ async fn a_handler_taking_three_visibility_timeouts_keeps_its_lease() {
             stopped.await.ok();
         },
     ));
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // The handler's end, not a guess at how long it takes; a redelivery
+    // would have come while it ran, at the first lease's expiry.
+    handled.notified().await;
     stop.send(()).unwrap();
     let report = run.await.unwrap().unwrap();
     assert_eq!(
